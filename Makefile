@@ -1,0 +1,43 @@
+# One entry point for every routine task. `make train` and `make test` work on a fresh clone:
+# both create the virtual environment and install the project first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+
+.PHONY: help install train test test-fast lint format tensorboard clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+install: $(INSTALLED)  ## create $(VENV) and install boneage with its dev tools
+
+$(INSTALLED): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+train: install  ## train on the built-in demo data set and print the summary
+	$(PY) -m boneage.train experiment=demo $(ARGS)
+
+test: install  ## run the test suite
+	$(PY) -m pytest $(ARGS)
+
+test-fast: install  ## the test suite without the slow end-to-end tests
+	$(PY) -m pytest -m "not slow" $(ARGS)
+
+lint: install  ## ruff lint and format check
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
+
+format: install  ## apply ruff fixes and formatting
+	$(VENV)/bin/ruff check --fix src tests
+	$(VENV)/bin/ruff format src tests
+
+tensorboard: install  ## TensorBoard over every single run and sweep
+	$(VENV)/bin/tensorboard --logdir_spec outputs:outputs,multirun:multirun
+
+clean:  ## remove caches (never runs, data or the venv)
+	rm -rf .pytest_cache .ruff_cache
+	find . -name __pycache__ -prune -not -path './$(VENV)/*' -exec rm -rf {} +
