@@ -1,0 +1,141 @@
+"""LightningDataModule: label table -> subject-level split -> datasets -> loaders."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import albumentations as A
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from boneage.datamodules.dataset import AgeImageDataset
+from boneage.datamodules.splits import SubjectSplit, split_summary
+from boneage.datamodules.transforms import build_pipeline, preprocessing
+
+log = logging.getLogger(__name__)
+
+
+class AgeSource(Protocol):
+    """Anything that can put a label table on disk and read it (a user's table, the demo)."""
+
+    path: str
+    age_unit: str
+
+    def prepare(self) -> None: ...
+
+    def load(self) -> pd.DataFrame: ...
+
+
+class AgeDataModule(pl.LightningDataModule):
+    """Loads the table once, splits it by subject, and serves train/val/test loaders.
+
+    The split is written to `output_dir/splits.csv` so that every run can be audited and
+    its test subjects evaluated again later.
+    """
+
+    def __init__(
+        self,
+        source: AgeSource,
+        split: SubjectSplit,
+        image_size: int,
+        batch_size: int,
+        num_workers: int = 4,
+        clahe: bool = False,
+        clahe_clip_limit: float = 2.0,
+        clahe_tile_grid: int = 8,
+        augment: Mapping[str, A.BasicTransform] | None = None,
+        output_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.source = source
+        self.split = split
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.output_dir = output_dir
+        preprocess = preprocessing(image_size, clahe, clahe_clip_limit, clahe_tile_grid)
+        self.train_pipeline = build_pipeline(preprocess, (augment or {}).values())
+        self.eval_pipeline = build_pipeline(preprocess)
+        self.table: pd.DataFrame | None = None
+
+    def prepare_data(self) -> None:
+        self.source.prepare()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.table is not None:
+            return
+        table = self.source.load()
+        table["set"] = self.split.assign(table)
+        self.table = table
+        for name, sizes in split_summary(table).items():
+            log.info("%-5s %6d images  %5d subjects", name, sizes["images"], sizes["subjects"])
+        if self.output_dir and (self.trainer is None or self.trainer.is_global_zero):
+            _write_atomically(table, Path(self.output_dir) / "splits.csv")
+
+    def rows(self, name: str) -> pd.DataFrame:
+        """The rows of one set ('train', 'val' or 'test')."""
+        if self.table is None:
+            self.setup()
+        return self.table[self.table["set"] == name]
+
+    @property
+    def train_age_stats(self) -> tuple[float, float]:
+        """Mean and standard deviation of the training ages: the model's target scale."""
+        ages = self.rows("train")["age"]
+        return float(ages.mean()), float(ages.std()) or 1.0
+
+    def summary(self) -> dict[str, Any]:
+        """Data set statistics and split sizes for the run record."""
+        if self.table is None:
+            self.setup()
+        table = self.table
+        train_mean = self.train_age_stats[0]
+        sex_counts = table["sex"].value_counts(dropna=False) if table["sex"].notna().any() else None
+        return {
+            "table": str(self.source.path),
+            "age_unit": self.source.age_unit,
+            "images": len(table),
+            "subjects": int(table["subject"].nunique()),
+            "age": {k: round(float(v), 4) for k, v in table["age"].describe().items() if k != "count"},
+            "sex": {str(k): int(v) for k, v in sex_counts.items()} if sex_counts is not None else None,
+            "split_method": "by_subject",
+            "split": vars(self.split) | {"sets": split_summary(table)},
+            "mean_predictor_mae": {
+                name: round(float((self.rows(name)["age"] - train_mean).abs().mean()), 4)
+                for name in ("val", "test")
+                if len(self.rows(name))
+            },
+        }
+
+    def train_dataloader(self) -> DataLoader:
+        rows = self.rows("train")
+        return self._loader(rows, self.train_pipeline, shuffle=True, drop_last=len(rows) > self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.rows("val"), self.eval_pipeline)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.rows("test"), self.eval_pipeline)
+
+    def _loader(self, rows, pipeline, shuffle: bool = False, drop_last: bool = False) -> DataLoader:
+        return DataLoader(
+            AgeImageDataset(rows, pipeline),
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+
+def _write_atomically(table: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    table.to_csv(staging, index=False)
+    os.replace(staging, path)

@@ -1,0 +1,80 @@
+"""Subject-level train/val/test split, stratified by age bins.
+
+Splitting images instead of subjects leaks: two radiographs of one child look alike, so a
+model that saw one in training is graded on a near-copy. Every image of a subject goes to
+the same set, and each age bin contributes its share of subjects to each set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from boneage.errors import ConfigError
+
+SETS = ("train", "val", "test")
+
+
+@dataclass
+class SubjectSplit:
+    """Fractions of subjects held out for validation and test, per age bin, seeded."""
+
+    test_fraction: float = 0.2
+    val_fraction: float = 0.1
+    age_bin_width: float = 10.0  # in the table's age unit; subjects binned by their mean age
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        for key in ("test_fraction", "val_fraction"):
+            value = getattr(self, key)
+            if not 0.0 <= value < 1.0:
+                raise ConfigError(f"data.split.{key} must be in [0, 1), not {value}.")
+        if self.test_fraction + self.val_fraction >= 1.0:
+            raise ConfigError(
+                "data.split.test_fraction + data.split.val_fraction must leave subjects for "
+                f"training; they sum to {self.test_fraction + self.val_fraction}."
+            )
+        if self.age_bin_width <= 0:
+            raise ConfigError(f"data.split.age_bin_width must be positive, not {self.age_bin_width}.")
+
+    def assign(self, table: pd.DataFrame) -> pd.Series:
+        """The set ('train', 'val' or 'test') of every row of `table`, by its subject."""
+        subject_age = table.groupby("subject", sort=True)["age"].mean()
+        age_bin = np.floor(subject_age / self.age_bin_width).astype(int)
+        rng = np.random.default_rng(self.seed)
+        subject_set = pd.Series("train", index=subject_age.index, dtype=object)
+        for _, members in subject_age.groupby(age_bin):
+            shuffled = rng.permutation(members.index.to_numpy())
+            n_test = round(len(shuffled) * self.test_fraction)
+            n_val = round(len(shuffled) * self.val_fraction)
+            subject_set[shuffled[:n_test]] = "test"
+            subject_set[shuffled[n_test : n_test + n_val]] = "val"
+        self._check_none_empty(subject_set)
+        return table["subject"].map(subject_set).rename("set")
+
+    def _check_none_empty(self, subject_set: pd.Series) -> None:
+        wanted = {"train": 1.0, "val": self.val_fraction, "test": self.test_fraction}
+        counts = subject_set.value_counts()
+        for name, fraction in wanted.items():
+            if fraction > 0 and counts.get(name, 0) == 0:
+                raise ConfigError(
+                    f"The split leaves no subject in the {name} set ({len(subject_set)} subjects, "
+                    f"data.split.{name}_fraction={fraction}, age_bin_width={self.age_bin_width}); "
+                    "use more subjects, a larger fraction or wider age bins."
+                )
+
+
+def split_summary(table: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Images, subjects and age statistics of each set of a table that has a 'set' column."""
+    summary = {}
+    for name in SETS:
+        rows = table[table["set"] == name]
+        summary[name] = {
+            "images": len(rows),
+            "subjects": int(rows["subject"].nunique()),
+            "age_mean": round(float(rows["age"].mean()), 4) if len(rows) else None,
+            "age_std": round(float(rows["age"].std()), 4) if len(rows) > 1 else None,
+        }
+    return summary

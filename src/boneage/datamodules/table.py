@@ -1,0 +1,117 @@
+"""A user's label table (CSV or XLSX, one row per image) read into boneage's own columns."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from boneage.errors import DataError
+
+COLUMN_ROLES = ("image", "age", "subject", "sex")
+AGE_UNITS = ("years", "months")
+SEX_CODES = {
+    "f": "F", "female": "F", "w": "F", "woman": "F", "girl": "F", "女": "F",
+    "m": "M", "male": "M", "man": "M", "boy": "M", "男": "M",
+}  # fmt: skip
+
+
+@dataclass
+class TableSource:
+    """Where the labels and images are, and which table column plays which role.
+
+    `columns` maps boneage's roles (image, age, subject, sex) to the table's own column
+    names; subject and sex may be null. Ages stay in the declared `age_unit`.
+    """
+
+    path: str
+    image_dir: str
+    columns: Mapping[str, str | None] = field(
+        default_factory=lambda: {"image": "image", "age": "age", "subject": None, "sex": None}
+    )
+    age_unit: str = "years"
+    sheet: str | int = 0  # XLSX only: sheet name or index
+
+    def prepare(self) -> None:
+        """Nothing to download or generate: the user's files are already on disk."""
+
+    def load(self) -> pd.DataFrame:
+        """The table as columns image (absolute path), age (float), subject, sex (F/M/None)."""
+        if self.age_unit not in AGE_UNITS:
+            raise DataError(f"data.source.age_unit must be one of {AGE_UNITS}, not {self.age_unit!r}.")
+        raw = self._read()
+        mapping = self._checked_mapping(raw)
+        image_dir = Path(self.image_dir).expanduser().resolve()
+        names = raw[mapping["image"]].astype(str).str.strip()
+        table = pd.DataFrame(
+            {
+                "image": [str(image_dir / name) for name in names],
+                "age": _ages(raw[mapping["age"]], self.path),
+                "subject": (raw[mapping["subject"]] if mapping["subject"] else names).astype(str),
+                "sex": _sexes(raw[mapping["sex"]], self.path) if mapping["sex"] else None,
+            }
+        )
+        return table
+
+    def _read(self) -> pd.DataFrame:
+        path = Path(self.path).expanduser()
+        if not path.is_file():
+            raise DataError(f"Label table not found: {path} (set data.source.path).")
+        if path.suffix.lower() in (".xlsx", ".xlsm", ".xls"):
+            raw = pd.read_excel(path, sheet_name=self.sheet)
+        else:
+            raw = pd.read_csv(path)
+        if raw.empty:
+            raise DataError(f"Label table {path} has no rows.")
+        return raw
+
+    def _checked_mapping(self, raw: pd.DataFrame) -> dict[str, str | None]:
+        unknown = set(self.columns) - set(COLUMN_ROLES)
+        if unknown:
+            raise DataError(
+                f"data.source.columns has unknown role(s) {sorted(unknown)}; "
+                f"the roles are {list(COLUMN_ROLES)}."
+            )
+        mapping = {role: self.columns.get(role) for role in COLUMN_ROLES}
+        for role in ("image", "age"):
+            if not mapping[role]:
+                raise DataError(f"data.source.columns.{role} must name a column of {self.path}.")
+        for role, column in mapping.items():
+            if column and column not in raw.columns:
+                raise DataError(
+                    f"Column {column!r} (data.source.columns.{role}) is not in {self.path}. "
+                    f"Its columns are: {', '.join(map(str, raw.columns))}."
+                )
+        return mapping
+
+
+def _bad_rows(mask: pd.Series) -> str:
+    """Row numbers as a spreadsheet shows them (header is row 1), the first ten."""
+    rows = [str(index + 2) for index in mask[mask].index[:10]]
+    more = f" and {int(mask.sum()) - 10} more" if mask.sum() > 10 else ""
+    return ", ".join(rows) + more
+
+
+def _ages(column: pd.Series, path: str) -> pd.Series:
+    ages = pd.to_numeric(column, errors="coerce").astype(float)
+    bad = ages.isna() | (ages < 0)
+    if bad.any():
+        raise DataError(
+            f"Column {column.name!r} of {path} needs a non-negative number on every row; "
+            f"rows {_bad_rows(bad)} are missing, not numeric or negative."
+        )
+    return ages
+
+
+def _sexes(column: pd.Series, path: str) -> pd.Series:
+    codes = column.astype("string").str.strip().str.lower()
+    sexes = codes.map(SEX_CODES)
+    bad = codes.notna() & sexes.isna()
+    if bad.any():
+        raise DataError(
+            f"Column {column.name!r} of {path} has unknown sex codes on rows {_bad_rows(bad)}; "
+            f"use one of {sorted(set(SEX_CODES))} or leave the cell empty."
+        )
+    return sexes.astype(object).where(sexes.notna(), None)

@@ -1,0 +1,13 @@
+"""Errors a user can fix: each message names the file, row or config key, and what to do."""
+
+
+class BoneageError(Exception):
+    """Base class: bad input or configuration, reported without a library traceback."""
+
+
+class DataError(BoneageError, ValueError):
+    """The label table or the images cannot be used as they are."""
+
+
+class ConfigError(BoneageError, ValueError):
+    """A configuration value is invalid; the message names the key."""
