@@ -83,9 +83,7 @@ def maturity_of(age: float, female: bool, offset: float) -> float:
     return float(np.clip((age + FEMALE_ADVANCE * female + offset) / ADULT_AGE, 0.0, 1.0))
 
 
-def render_hand(
-    age: float, female: bool, offset: float, size: int, rng: np.random.Generator
-) -> np.ndarray:
+def render_hand(age: float, female: bool, offset: float, size: int, rng: np.random.Generator) -> np.ndarray:
     """One grayscale uint8 radiograph-like image (size x size) of a hand at this age."""
     canvas = size * RENDER_SCALE
     maturity = maturity_of(age, female, offset)

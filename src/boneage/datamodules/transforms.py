@@ -40,8 +40,6 @@ def to_tensor() -> list[A.BasicTransform]:
     return [A.ToRGB(num_output_channels=3), A.Normalize(IMAGENET_MEAN, IMAGENET_STD), ToTensorV2()]
 
 
-def build_pipeline(
-    preprocess: list[A.BasicTransform], augment: Iterable[A.BasicTransform] = ()
-) -> A.Compose:
+def build_pipeline(preprocess: list[A.BasicTransform], augment: Iterable[A.BasicTransform] = ()) -> A.Compose:
     """The whole per-image pipeline; `augment` runs only for training images."""
     return A.Compose([*preprocess, *augment, *to_tensor()])

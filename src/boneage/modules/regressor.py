@@ -11,7 +11,13 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 from torch.optim import Optimizer
-from torchmetrics import MeanAbsoluteError, MeanSquaredError, MetricCollection, PearsonCorrCoef, SpearmanCorrCoef
+from torchmetrics import (
+    MeanAbsoluteError,
+    MeanSquaredError,
+    MetricCollection,
+    PearsonCorrCoef,
+    SpearmanCorrCoef,
+)
 
 from boneage.errors import ConfigError
 from boneage.modules.backbones import create_backbone
@@ -91,7 +97,14 @@ class AgeRegressor(pl.LightningModule):
         metrics = getattr(self, f"{stage}_metrics")
         metrics.update(predicted.detach() * self.age_std + self.age_mean, ages)
         training = stage == "train"
-        self.log(f"{stage}/loss", loss, on_step=training, on_epoch=True, sync_dist=not training, batch_size=len(ages))
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=training,
+            on_epoch=True,
+            sync_dist=not training,
+            batch_size=len(ages),
+        )
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val")
         return loss
 
@@ -117,6 +130,8 @@ class AgeRegressor(pl.LightningModule):
             return {}
         total_steps = self.trainer.estimated_stepping_batches
         if math.isinf(total_steps):
-            raise ConfigError("This scheduler needs the run's length: set trainer.max_epochs or trainer.max_steps.")
+            raise ConfigError(
+                "This scheduler needs the run's length: set trainer.max_epochs or trainer.max_steps."
+            )
         length = {"total_steps": int(total_steps), "max_epochs": self.trainer.max_epochs}
         return {key: value for key, value in length.items() if key in wanted}

@@ -1,0 +1,66 @@
+"""DDP under Hydra: every rank of a job runs in that job's directory, in a sweep too.
+
+Lightning starts ranks 1..N-1 by re-running the launch command. Its Hydra variant replays
+`sys.argv` and pins `hydra.run.dir`; in a multirun, argv still holds `-m` and the sweep
+lists, so each extra rank would start the whole sweep again in a new folder. The command
+built here replays only the job's own overrides (one value per key, no `-m`) and pins the
+job's own output directory, so the ranks of a single run and of a sweep job alike join
+the job they belong to.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import torch.distributed
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import get_original_cwd
+from pytorch_lightning.strategies.launchers import subprocess_script
+
+import __main__
+
+
+def job_rank_command(local_rank: int) -> tuple[Sequence[str], str]:
+    """The command and working directory that start one more rank of the current Hydra job."""
+    hydra_config = HydraConfig.get()
+    if __main__.__spec__ is None:
+        command = [sys.executable, sys.argv[0]]
+    else:
+        command = [sys.executable, "-m", __main__.__spec__.name]
+    command.append(f"--config-name={hydra_config.job.config_name}")
+    for source in hydra_config.runtime.config_sources:
+        if source.provider == "command-line" and source.schema == "file":
+            command.append(f"--config-dir={source.path}")
+    command += list(hydra_config.overrides.task)
+    command += [
+        f"hydra.run.dir='{hydra_config.runtime.output_dir}'",
+        f"hydra.job.name=train_ddp_process_{local_rank}",
+        "hydra.output_subdir=null",  # only rank 0 writes the .hydra/ config files
+    ]
+    return command, get_original_cwd()
+
+
+def route_ranks_to_job_directory() -> None:
+    """Make Lightning's subprocess launcher use `job_rank_command` for the ranks it starts."""
+    subprocess_script._hydra_subprocess_cmd = job_rank_command
+
+
+@contextmanager
+def distributed_job_scope() -> Iterator[None]:
+    """Run one job and leave no process group or launcher variables behind.
+
+    Sweep jobs run one after another in the same process; the launcher variables of a
+    finished DDP job (LOCAL_RANK, WORLD_SIZE, MASTER_PORT...) would make the next job
+    believe its ranks were already started, and its process group is dead.
+    """
+    environment = dict(os.environ)
+    try:
+        yield
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+        os.environ.clear()
+        os.environ.update(environment)

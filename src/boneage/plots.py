@@ -1,0 +1,34 @@
+"""Training curves as a PNG: loss, MAE and learning rate per epoch."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt
+
+PANELS = (("loss", ("train/loss", "val/loss")), ("MAE", ("train/mae", "val/mae")), ("learning rate", ("lr",)))
+
+
+def plot_training_curves(history: Sequence[dict[str, float]], path: str | Path, unit: str = "") -> None:
+    """Writes one figure with a panel per quantity; keys missing from history are skipped."""
+    epochs = [row["epoch"] for row in history]
+    figure, axes = plt.subplots(1, len(PANELS), figsize=(15, 4))
+    for axis, (title, keys) in zip(axes, PANELS, strict=True):
+        for key in keys:
+            values = [row.get(key) for row in history]
+            if any(value is not None for value in values):
+                axis.plot(epochs, values, marker=".", label=key)
+        axis.set_title(f"{title} ({unit})" if title == "MAE" and unit else title)
+        axis.set_xlabel("epoch")
+        axis.grid(alpha=0.3)
+        if axis.lines:
+            axis.legend()
+    if axes[-1].lines:
+        axes[-1].set_yscale("log")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

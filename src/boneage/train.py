@@ -1,0 +1,114 @@
+"""`python -m boneage.train [overrides]`: compose the config, train, test, record the run.
+
+This module only instantiates and wires; what each part does lives in its own module.
+It returns the value of `optimized_metric` (val MAE of the best checkpoint) to Hydra
+sweepers.
+"""
+
+from __future__ import annotations
+
+import logging
+import shlex
+import sys
+import time
+from typing import Any
+
+import hydra
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities import rank_zero_only
+
+from boneage.ddp import distributed_job_scope, route_ranks_to_job_directory
+from boneage.hparams import log_final_metrics, log_run_hparams
+from boneage.records import RunRecord, environment, now
+from boneage.summary import format_summary
+
+log = logging.getLogger(__name__)
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit, then evaluate the best checkpoint on val and test; the run record tracks it all."""
+    record = RunRecord(cfg.paths.output_dir)
+    _record(
+        record,
+        status="running",
+        started_at=now(),
+        command=_command_line(),
+        tags=list(cfg.get("tags") or []),
+        config=OmegaConf.to_container(cfg, resolve=True),
+        environment=environment(),
+    )
+    started = time.monotonic()
+    try:
+        metrics, summary = _fit_and_evaluate(cfg)
+    except BaseException as error:
+        status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+        _record(record, status=status, error=f"{type(error).__name__}: {error}", ended_at=now())
+        raise
+    _record(
+        record,
+        status="finished",
+        error=None,
+        ended_at=now(),
+        duration_s=round(time.monotonic() - started, 1),
+        metrics=metrics,
+        best_checkpoint=summary["best_checkpoint"],
+    )
+    _print(format_summary(metrics, **summary))
+    return metrics
+
+
+def _fit_and_evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data)
+    module = instantiate(cfg.module)
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    log_run_hparams(cfg, trainer)
+
+    if cfg.train:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    checkpoint = trainer.checkpoint_callback
+    best = (checkpoint.best_model_path if checkpoint else "") or cfg.get("ckpt_path") or None
+    metrics = trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
+    if cfg.test:
+        metrics |= trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
+    log_final_metrics(trainer, metrics)
+    data = datamodule.summary()
+    summary = {
+        "mean_predictor_mae": data["mean_predictor_mae"],
+        "unit": data["age_unit"],
+        "best_checkpoint": best,
+        "run_dir": cfg.paths.output_dir,
+    }
+    return metrics, summary
+
+
+def _command_line() -> str:
+    """The command that started this run, as it can be pasted into a shell."""
+    program = ["python", "-m", __spec__.name] if __spec__ else [sys.argv[0]]
+    return shlex.join(program + sys.argv[1:])
+
+
+@rank_zero_only
+def _record(record: RunRecord, **sections: Any) -> None:
+    record.update(**sections)
+
+
+@rank_zero_only
+def _print(text: str) -> None:
+    print(text, flush=True)
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    route_ranks_to_job_directory()
+    with distributed_job_scope():
+        metrics = train(cfg)
+    return metrics.get(cfg.get("optimized_metric"))
+
+
+if __name__ == "__main__":
+    main()
