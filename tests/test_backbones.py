@@ -32,7 +32,7 @@ def test_local_weights_file_replaces_the_download(tmp_path):
 
 
 def test_missing_weights_file_names_the_key(tmp_path):
-    with pytest.raises(ConfigError, match="model.weights=.*no such file"):
+    with pytest.raises(ConfigError, match=r"model.weights=.*no such file"):
         create_backbone("test_resnet", weights=str(tmp_path / "absent.pth"))
 
 

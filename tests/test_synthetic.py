@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from boneage.datamodules.synthetic import SyntheticHands, maturity_of, render_hand
@@ -11,8 +13,8 @@ def test_same_seed_same_data_set(tmp_path):
     first = SyntheticHands(root=str(tmp_path / "a"), n_subjects=5, image_size=48).load()
     second = SyntheticHands(root=str(tmp_path / "b"), n_subjects=5, image_size=48).load()
     assert first.drop(columns="image").equals(second.drop(columns="image"))
-    for a, b in zip(first["image"], second["image"]):
-        assert open(a, "rb").read() == open(b, "rb").read()
+    for a, b in zip(first["image"], second["image"], strict=True):
+        assert Path(a).read_bytes() == Path(b).read_bytes()
 
 
 def test_several_images_per_subject_with_ages_that_advance(tmp_path):
@@ -29,6 +31,7 @@ def test_girls_mature_earlier_than_boys():
 
 def test_older_hands_show_more_bone():
     """Bones lengthen, widen and carpals ossify: the bright area grows with age."""
+
     def bone_area(age: float) -> float:
         images = [render_hand(age, False, 0.0, 96, np.random.default_rng(seed)) for seed in range(8)]
         return float(np.mean([(image > 150).mean() for image in images]))

@@ -23,8 +23,9 @@ def write_images_and_table(folder, suffix: str) -> pd.DataFrame:
         for visit in range(2):
             name = f"p{patient}_{visit}.png"
             cv2.imwrite(str(folder / "imgs" / name), rng.integers(0, 255, (40, 30), dtype=np.uint8))
-            rows.append({"Filename": name, "PatientID": f"P{patient}", "Gender": "female" if patient % 2 else "M",
-                         "BoneAge(months)": 12 * (patient % 18) + visit})  # fmt: skip
+            sex = "female" if patient % 2 else "M"
+            age = 12 * (patient % 18) + visit
+            rows.append({"Filename": name, "PatientID": f"P{patient}", "Gender": sex, "BoneAge(months)": age})
     raw = pd.DataFrame(rows)
     path = folder / f"labels{suffix}"
     raw.to_excel(path, index=False) if suffix == ".xlsx" else raw.to_csv(path, index=False)
@@ -34,13 +35,17 @@ def write_images_and_table(folder, suffix: str) -> pd.DataFrame:
 @pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
 def test_csv_and_xlsx_with_custom_column_names(tmp_path, suffix):
     raw = write_images_and_table(tmp_path, suffix)
-    source = TableSource(str(tmp_path / f"labels{suffix}"), str(tmp_path / "imgs"), COLUMNS, age_unit="months")
+    source = TableSource(
+        str(tmp_path / f"labels{suffix}"), str(tmp_path / "imgs"), COLUMNS, age_unit="months"
+    )
     table = source.load()
     assert list(table.columns) == ["image", "age", "subject", "sex"]
     assert table["age"].tolist() == raw["BoneAge(months)"].astype(float).tolist()
     assert set(table["sex"]) == {"F", "M"}
     assert table["subject"].nunique() == 20
-    datamodule = AgeDataModule(source, SubjectSplit(age_bin_width=60), image_size=32, batch_size=4, num_workers=0)
+    datamodule = AgeDataModule(
+        source, SubjectSplit(age_bin_width=60), image_size=32, batch_size=4, num_workers=0
+    )
     batch = next(iter(datamodule.train_dataloader()))
     assert batch["image"].shape == (4, 3, 32, 32)
     assert datamodule.summary()["age_unit"] == "months"
@@ -73,16 +78,19 @@ def test_without_subject_column_every_image_is_its_own_subject(tmp_path):
     assert table["subject"].tolist() == ["a.png", "b.png"]
 
 
+RAMP = np.tile(np.arange(0, 250, 10, dtype=np.uint8), (8, 1))  # dark left, bright right
+
+
 @pytest.mark.parametrize(
     ("name", "image"),
     [
-        ("gray8.png", np.tile(np.arange(0, 250, 10, dtype=np.uint8), (8, 1))),
-        ("gray16.png", np.tile(np.arange(1000, 3500, 100, dtype=np.uint16), (8, 1))),
-        ("rgb.png", np.dstack([np.tile(np.arange(0, 250, 10, dtype=np.uint8), (8, 1))] * 3)),
-        ("rgba.png", np.dstack([np.tile(np.arange(0, 250, 10, dtype=np.uint8), (8, 1))] * 3 + [np.full((8, 25), 255, np.uint8)])),
-        ("gray.jpg", np.tile(np.arange(0, 250, 10, dtype=np.uint8), (8, 1))),
+        ("gray8.png", RAMP),
+        ("gray16.png", RAMP.astype(np.uint16) * 10 + 1000),  # a 12-bit detector's range
+        ("rgb.png", np.dstack([RAMP] * 3)),
+        ("rgba.png", np.dstack([RAMP] * 3 + [np.full_like(RAMP, 255)])),
+        ("gray.jpg", RAMP),
     ],
-)  # fmt: skip
+)
 def test_images_of_any_depth_and_channels_become_8bit_gray(tmp_path, name, image):
     cv2.imwrite(str(tmp_path / name), image)
     gray = read_grayscale(tmp_path / name)
@@ -92,5 +100,5 @@ def test_images_of_any_depth_and_channels_become_8bit_gray(tmp_path, name, image
 
 def test_unreadable_image_names_the_file(tmp_path):
     (tmp_path / "broken.png").write_bytes(b"not a png")
-    with pytest.raises(DataError, match="broken.png"):
+    with pytest.raises(DataError, match=r"broken\.png"):
         read_grayscale(tmp_path / "broken.png")

@@ -1,0 +1,134 @@
+"""Training end to end on the demo data: it runs, it learns, it resumes, it records."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from boneage.errors import ConfigError
+from boneage.train import train
+from tests.conftest import CONF_DIR, TINY, run_cli
+
+MODEL_OPTIONS = sorted(path.stem for path in (CONF_DIR / "model").glob("*.yaml"))
+
+
+def record_of(run_dir: Path) -> dict:
+    return json.loads((run_dir / "run.json").read_text())
+
+
+@pytest.mark.parametrize("model", MODEL_OPTIONS)
+def test_fast_dev_run_for_every_model_config(compose_train, model):
+    overrides = [
+        *TINY,
+        f"model={model}",
+        "model.pretrained=false",
+        "model.image_size=32",
+        "model.batch_size=4",
+    ]
+    metrics = train(compose_train([*overrides, "debug=fdr"]))
+    assert {"val/mae", "val/rmse", "val/pearson", "val/spearman", "test/mae"} <= set(metrics)
+
+
+@pytest.mark.slow
+def test_short_training_learns_and_beats_the_mean_predictor(compose_train, tmp_path, capsys):
+    overrides = [
+        "experiment=demo",
+        "data.source.n_subjects=150",
+        "data.num_workers=0",
+        "model.image_size=48",
+        "trainer.max_epochs=8",
+        "callbacks.progress_bar.refresh_rate=0",
+    ]
+    metrics = train(compose_train(overrides))
+    record = record_of(tmp_path / "run")
+    val_mae = [row["val/mae"] for row in record["history"]]
+    baseline = record["data"]["mean_predictor_mae"]
+    assert val_mae[-1] < val_mae[0]
+    assert metrics["val/mae"] < 0.75 * baseline["val"]
+    assert metrics["test/mae"] < 0.75 * baseline["test"]
+    assert "mean-predictor MAE" in capsys.readouterr().out
+
+
+def test_run_directory_holds_record_split_checkpoints_curves_and_hparams(compose_train, tmp_path):
+    metrics = train(compose_train([*TINY, "trainer.max_epochs=2"]))
+    run_dir = tmp_path / "run"
+    record = record_of(run_dir)
+    assert record["status"] == "finished" and record["error"] is None
+    assert record["environment"]["packages"]["torch"] == torch.__version__.split("+")[0]
+    assert record["training"]["effective_batch_size"] == 16 and record["training"]["world_size"] == 1
+    sets = record["data"]["split"]["sets"]
+    assert sum(s["subjects"] for s in sets.values()) == record["data"]["subjects"] == 60
+    assert [row["epoch"] for row in record["history"]] == [0, 1]
+    assert record["metrics"]["test/mae"] == pytest.approx(metrics["test/mae"])
+    assert record["config"]["model"]["name"] == "test_resnet"
+
+    best = Path(record["best_checkpoint"])
+    assert best.parent == run_dir / "checkpoints" and best.name.startswith("epoch")
+    assert best.name == f"epoch{record['best']['epoch']:03d}-val_mae{record['best']['val/mae']:.4f}.ckpt"
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    for name in ("splits.csv", "history.csv", "training_curves.png"):
+        assert (run_dir / name).is_file(), name
+
+    events = EventAccumulator(str(run_dir / "tensorboard")).Reload()
+    assert "val/mae" in events.Tags()["scalars"]
+    assert events.Scalars("hp/val_mae")[-1].value == pytest.approx(metrics["val/mae"])
+    hparams = events.PluginTagToContent("hparams")
+    assert "_hparams_/session_start_info" in hparams
+
+
+def test_resume_from_last_checkpoint_continues_the_epoch_count(compose_train, tmp_path):
+    first_dir, second_dir = tmp_path / "first", tmp_path / "second"
+    train(compose_train([*TINY, "trainer.max_epochs=2"], output_dir=first_dir))
+    last = first_dir / "checkpoints" / "last.ckpt"
+    train(compose_train([*TINY, "trainer.max_epochs=4", f"ckpt_path={last}"], output_dir=second_dir))
+
+    history = record_of(second_dir)["history"]
+    assert [row["epoch"] for row in history] == [0, 1, 2, 3]  # the first run's epochs came along
+    steps = [row["step"] for row in history]
+    assert steps == sorted(steps) and len(set(steps)) == 4
+    resumed = torch.load(second_dir / "checkpoints" / "last.ckpt", weights_only=True)
+    assert resumed["epoch"] == 3
+
+
+def test_a_failing_run_is_recorded_as_failed_with_its_error(compose_train, tmp_path):
+    with pytest.raises(ConfigError):
+        train(compose_train([*TINY, "data.source.n_subjects=2"]))
+    record = record_of(tmp_path / "run")
+    assert record["status"] == "failed"
+    assert "ConfigError" in record["error"] and "no subject" in record["error"]
+
+
+@pytest.mark.slow
+def test_ddp_sim_runs_two_processes_into_one_run_directory(tmp_path, data_dir):
+    run_dir = tmp_path / "outputs" / "ddp"
+    result = run_cli(
+        [*TINY, "trainer=ddp_sim", "trainer.max_epochs=2", f"hydra.run.dir={run_dir}"], tmp_path, data_dir
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = record_of(run_dir)
+    assert record["status"] == "finished"
+    assert record["training"]["world_size"] == 2 and record["training"]["strategy"] == "DDPStrategy"
+    assert record["training"]["effective_batch_size"] == 2 * 16
+    assert (run_dir / "train.log").is_file() and (run_dir / "train_ddp_process_1.log").is_file()
+    assert [p.name for p in (tmp_path / "outputs").iterdir()] == ["ddp"]  # no second run folder
+    assert not (tmp_path / "multirun").exists()
+
+
+@pytest.mark.slow
+def test_ddp_sim_inside_a_multirun_keeps_each_jobs_ranks_in_its_folder(tmp_path, data_dir):
+    sweep_dir = tmp_path / "multirun" / "sweep"
+    args = [*TINY, "trainer=ddp_sim", "model.dropout=0.1,0.2", f"hydra.sweep.dir={sweep_dir}"]
+    result = run_cli(["-m", *args], tmp_path, data_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [p.name for p in (tmp_path / "multirun").iterdir()] == ["sweep"]  # the sweep ran once
+    jobs = sorted(p for p in sweep_dir.iterdir() if p.is_dir())
+    assert [p.name for p in jobs] == ["0", "1"]
+    for job, dropout in zip(jobs, (0.1, 0.2), strict=True):
+        record = record_of(job)
+        assert record["status"] == "finished" and record["training"]["world_size"] == 2
+        assert record["config"]["model"]["dropout"] == dropout
+        assert (job / "train_ddp_process_1.log").is_file()
