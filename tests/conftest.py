@@ -13,6 +13,10 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
+from boneage.launch import register_resolvers
+
+register_resolvers()  # as boneage.train does before composing
+
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 # Small enough for seconds on a 2-core CPU: a few dozen demo subjects, a tiny timm model.

@@ -20,17 +20,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_original_cwd
 from pytorch_lightning.strategies.launchers import subprocess_script
 
-import __main__
-
 
 def job_rank_command(local_rank: int) -> tuple[Sequence[str], str]:
     """The command and working directory that start one more rank of the current Hydra job."""
     hydra_config = HydraConfig.get()
-    if __main__.__spec__ is None:
-        command = [sys.executable, sys.argv[0]]
-    else:
-        command = [sys.executable, "-m", __main__.__spec__.name]
-    command.append(f"--config-name={hydra_config.job.config_name}")
+    # Named, not taken from __main__: under a parallel launcher __main__ is the worker's.
+    command = [sys.executable, "-m", "boneage.train", f"--config-name={hydra_config.job.config_name}"]
     for source in hydra_config.runtime.config_sources:
         if source.provider == "command-line" and source.schema == "file":
             command.append(f"--config-dir={source.path}")

@@ -1,0 +1,99 @@
+"""Parallel sweeps on one machine: each worker process of the joblib launcher owns a device slot.
+
+A slot is a group of `gpus_per_job` GPUs (or, without GPUs, a share of the CPU cores). A
+worker takes a free slot at its first job and keeps it for its lifetime: it sets
+CUDA_VISIBLE_DEVICES before CUDA starts, so each job sees only its own GPUs, and k workers
+per GPU share it when `jobs_per_gpu` is k. Slots are file locks in the sweep directory:
+the operating system frees them when a worker exits, however it exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from filelock import FileLock, Timeout
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+_held_slot: tuple[int, FileLock] | None = None  # this process's slot, kept for its lifetime
+
+
+def visible_gpus() -> list[int]:
+    """Physical ids of the GPUs this process may use (honours CUDA_VISIBLE_DEVICES)."""
+    declared = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if declared is not None:
+        return [int(gpu) for gpu in declared.split(",") if gpu.strip()]
+    return list(range(torch.cuda.device_count()))
+
+
+def parallel_jobs(gpus: list[int], gpus_per_job: int, jobs_per_gpu: int, cpu_jobs: int) -> int:
+    """How many jobs run at once: one per GPU group (times jobs_per_gpu), or cpu_jobs."""
+    if not gpus:
+        return max(1, cpu_jobs)
+    return max(1, len(gpus) // gpus_per_job) * jobs_per_gpu
+
+
+def sqlite_url(path: str) -> str:
+    """A SQLite URL for `path`, its folder created (a study's storage must exist before its sweep)."""
+    database = Path(path).expanduser().resolve()
+    database.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{database}"
+
+
+def register_resolvers() -> None:
+    resolvers = {
+        "boneage.visible_gpus": visible_gpus,
+        "boneage.parallel_jobs": parallel_jobs,
+        "boneage.sqlite": sqlite_url,
+    }
+    for name, function in resolvers.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, function)
+
+
+class DeviceSlots(Callback):
+    """Hydra callback: pin this worker process to its own device slot before a job starts."""
+
+    def __init__(
+        self, gpus: list[int], gpus_per_job: int, jobs_per_gpu: int, n_jobs: int, lock_dir: str
+    ) -> None:
+        self.gpus = list(gpus)
+        self.gpus_per_job = gpus_per_job
+        self.jobs_per_gpu = jobs_per_gpu
+        self.n_jobs = n_jobs
+        self.lock_dir = Path(lock_dir)
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        slot = self._claim_slot()
+        if self.gpus:
+            group = slot % max(1, len(self.gpus) // self.gpus_per_job)
+            devices = self.gpus[group * self.gpus_per_job : (group + 1) * self.gpus_per_job]
+            os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, devices))
+            log.info("Job %s: slot %d, CUDA_VISIBLE_DEVICES=%s", config.hydra.job.num, slot, devices)
+        else:
+            threads = max(1, (os.cpu_count() or 1) // self.n_jobs)
+            torch.set_num_threads(threads)
+            log.info("Job %s: slot %d, %d CPU threads", config.hydra.job.num, slot, threads)
+
+    def _claim_slot(self) -> int:
+        global _held_slot
+        if _held_slot is not None:
+            return _held_slot[0]
+        self.lock_dir.mkdir(parents=True, exist_ok=True)
+        while True:
+            for slot in range(self.n_jobs):
+                lock = FileLock(self.lock_dir / f"slot{slot}.lock")
+                try:
+                    lock.acquire(timeout=0)
+                except Timeout:
+                    continue
+                _held_slot = (slot, lock)
+                return slot
+            time.sleep(0.5)  # more workers than slots: wait for one to exit
