@@ -44,7 +44,7 @@ class RunRecord:
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
+    return datetime.now(timezone.utc).astimezone().isoformat(timespec="milliseconds")
 
 
 def environment() -> dict[str, Any]:

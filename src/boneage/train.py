@@ -15,16 +15,22 @@ from typing import Any
 
 import hydra
 import pytorch_lightning as pl
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 
 from boneage.ddp import distributed_job_scope, route_ranks_to_job_directory
+from boneage.errors import BoneageError
 from boneage.hparams import log_final_metrics, log_run_hparams
+from boneage.launch import register_resolvers
 from boneage.records import RunRecord, environment, now
+from boneage.speed import measure_inference
 from boneage.summary import format_summary
 
 log = logging.getLogger(__name__)
+
+SUMMARY_KEYS = ("metrics", "mean_predictor_mae", "unit", "best_checkpoint", "run_dir")
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -41,7 +47,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
     started = time.monotonic()
     try:
-        metrics, summary = _fit_and_evaluate(cfg)
+        outcome = _fit_and_evaluate(cfg)
     except BaseException as error:
         status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
         _record(record, status=status, error=f"{type(error).__name__}: {error}", ended_at=now())
@@ -52,20 +58,21 @@ def train(cfg: DictConfig) -> dict[str, float]:
         error=None,
         ended_at=now(),
         duration_s=round(time.monotonic() - started, 1),
-        metrics=metrics,
-        best_checkpoint=summary["best_checkpoint"],
+        metrics=outcome["metrics"],
+        best_checkpoint=outcome["best_checkpoint"],
+        speed=outcome["speed"],
     )
-    _print(format_summary(metrics, **summary))
-    return metrics
+    _print(format_summary(**{key: outcome[key] for key in SUMMARY_KEYS}))
+    return outcome["metrics"]
 
 
-def _fit_and_evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]]:
+def _fit_and_evaluate(cfg: DictConfig) -> dict[str, Any]:
     pl.seed_everything(cfg.seed, workers=True)
-    datamodule = instantiate(cfg.data)
-    module = instantiate(cfg.module)
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    datamodule = _build(cfg.data)
+    module = _build(cfg.module)
+    callbacks = [_build(c) for c in (cfg.get("callbacks") or {}).values()]
+    loggers = [_build(c) for c in (cfg.get("logger") or {}).values()]
+    trainer: pl.Trainer = _build(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     log_run_hparams(cfg, trainer)
 
     if cfg.train:
@@ -77,13 +84,27 @@ def _fit_and_evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict[str, Any]
         metrics |= trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
     log_final_metrics(trainer, metrics)
     data = datamodule.summary()
-    summary = {
+    speed = None
+    if trainer.is_global_zero:
+        speed = measure_inference(module, datamodule.val_dataloader(), trainer.strategy.root_device)
+    return {
+        "metrics": metrics,
         "mean_predictor_mae": data["mean_predictor_mae"],
         "unit": data["age_unit"],
         "best_checkpoint": best,
         "run_dir": cfg.paths.output_dir,
+        "speed": speed,
     }
-    return metrics, summary
+
+
+def _build(node: DictConfig, **kwargs: Any) -> Any:
+    """instantiate(), but boneage's own errors surface as themselves, not wrapped by Hydra."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, BoneageError):
+            raise error.__cause__ from None
+        raise
 
 
 def _command_line() -> str:
@@ -100,6 +121,9 @@ def _record(record: RunRecord, **sections: Any) -> None:
 @rank_zero_only
 def _print(text: str) -> None:
     print(text, flush=True)
+
+
+register_resolvers()  # before Hydra composes: configs use ${boneage.*:} resolvers
 
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
