@@ -12,16 +12,9 @@ from omegaconf import OmegaConf
 from tests.conftest import CONF_DIR, TINY, run_cli
 
 SELECTABLE_GROUPS = (
-    "model",
-    "loss",
-    "optimizer",
-    "scheduler",
-    "trainer",
-    "callbacks",
-    "logger",
-    "debug",
-    "experiment",
-)
+    "model", "loss", "optimizer", "scheduler", "trainer", "callbacks", "logger",
+    "debug", "experiment", "launcher", "hparams_search",
+)  # fmt: skip
 
 
 def group_options(group: str) -> list[str]:

@@ -1,0 +1,155 @@
+"""Experiment batches as multiruns: expansion, parallel jobs, failures, Optuna, the report."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
+
+from boneage.launch import DeviceSlots
+from boneage.report import build_table
+from boneage.report import main as report_main
+from tests.conftest import CONF_DIR, TINY, run_cli
+
+EXPECTED_JOBS = {
+    "baseline": 1, "demo": 1, "features": 4, "dropout": 5, "weight_decay": 3,
+    "lr": 3, "loss": 3, "batch_size": 3, "architectures": 6,
+}  # fmt: skip
+
+
+def sweep_jobs(params) -> list[list[str]]:
+    """Hydra's own expansion of hydra.sweeper.params into the jobs' override lists."""
+    overrides = OverridesParser.create().parse_overrides([f"{key}={value}" for key, value in params.items()])
+    return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+
+
+def records(sweep_dir: Path) -> list[dict]:
+    return [json.loads(path.read_text()) for path in sorted(sweep_dir.glob("*/run.json"))]
+
+
+def test_every_experiment_has_a_test_here():
+    assert set(EXPECTED_JOBS) == {path.stem for path in (CONF_DIR / "experiment").glob("*.yaml")}
+
+
+@pytest.mark.parametrize(("experiment", "n_jobs"), EXPECTED_JOBS.items())
+def test_experiment_expands_into_its_jobs_and_each_job_composes(compose_train, experiment, n_jobs):
+    cfg = compose_train([f"experiment={experiment}"])
+    jobs = sweep_jobs(cfg.hydra.sweeper.params or {})
+    assert len(jobs) == n_jobs
+    for job in jobs:
+        job_cfg = compose_train([f"experiment={experiment}", *job])
+        OmegaConf.to_container(job_cfg, resolve=True)
+
+
+def test_architecture_batch_keeps_each_models_native_size_and_batch(compose_train):
+    job = compose_train(["experiment=architectures", "model=efficientnet_b2"])
+    assert (job.data.image_size, job.data.batch_size, job.model.dropout) == (260, 64, 0.3)
+    assert job.data.clahe is True and job.optimizer.weight_decay == 1e-5
+
+
+def test_a_later_batch_takes_an_earlier_winner_by_override(compose_train):
+    job = compose_train(["experiment=weight_decay", "model.dropout=0.3"])
+    assert job.model.dropout == 0.3 and job.optimizer.lr == 1e-4
+
+
+def _claim(lock_dir: str, barrier, results) -> None:
+    import os
+
+    DeviceSlots([0, 1, 2, 3], gpus_per_job=2, jobs_per_gpu=1, n_jobs=2, lock_dir=lock_dir).on_job_start(
+        OmegaConf.create({"hydra": {"job": {"num": 0}}})
+    )
+    results.put(os.environ["CUDA_VISIBLE_DEVICES"])
+    barrier.wait()  # hold the slot until the other worker has claimed one too
+
+
+def test_device_slots_give_concurrent_workers_disjoint_gpus(tmp_path):
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(2), context.Queue()
+    workers = [context.Process(target=_claim, args=(str(tmp_path), barrier, results)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+    assert sorted(results.get(timeout=1) for _ in workers) == ["0,1", "2,3"]
+
+
+@pytest.mark.slow
+def test_parallel_sweep_runs_jobs_at_once_and_the_report_ranks_them(tmp_path, data_dir, capsys):
+    sweep_dir = tmp_path / "multirun" / "dropout"
+    args = [
+        *TINY,
+        "trainer.max_epochs=2",
+        "model.dropout=0.0,0.5",
+        "launcher=parallel",
+        "launcher.cpu_jobs=2",
+    ]
+    result = run_cli(["-m", *args, f"hydra.sweep.dir={sweep_dir}"], tmp_path, data_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    first, second = records(sweep_dir)
+    assert first["status"] == second["status"] == "finished"
+    start = [datetime.fromisoformat(r["started_at"]) for r in (first, second)]
+    end = [datetime.fromisoformat(r["ended_at"]) for r in (first, second)]
+    assert start[0] < end[1] and start[1] < end[0], "the two jobs did not overlap in time"
+
+    report_main([str(sweep_dir), "--baseline", "dropout/0"])
+    table = pd.read_csv(sweep_dir / "report.csv")
+    assert table["val_mae"].is_monotonic_increasing and len(table) == 2
+    assert set(table["dropout"]) == {0.0, 0.5}
+    assert (sweep_dir / "report.md").is_file() and (sweep_dir / "mae_vs_dropout.png").is_file()
+    baseline_row = table[table["run"] == "dropout/0"].iloc[0]
+    assert baseline_row["val_mae_change"] == 0
+    assert "dropout/1" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_failing_job_does_not_stop_the_others_and_is_reported(tmp_path, data_dir, capsys):
+    sweep_dir = tmp_path / "multirun" / "models"
+    args = [*TINY, "model.name=not_a_timm_model,test_resnet", f"hydra.sweep.dir={sweep_dir}"]
+    result = run_cli(["-m", *args], tmp_path, data_dir)
+    assert result.returncode != 0  # the sweep reports its failure...
+    failed, finished = records(sweep_dir)  # ...after running every job
+    assert failed["status"] == "failed" and "not a timm model" in failed["error"]
+    assert finished["status"] == "finished"
+
+    report_main([str(sweep_dir)])
+    printed = capsys.readouterr().out
+    assert "not finished: models/0: failed: ConfigError: model.name='not_a_timm_model'" in printed
+    assert pd.read_csv(sweep_dir / "report.csv")["status"].tolist() == ["finished", "failed"]
+
+
+@pytest.mark.slow
+def test_optuna_search_runs_its_trials_and_a_rerun_resumes_the_study(tmp_path, data_dir):
+    args = [*TINY, "hparams_search=optuna", "hydra.sweeper.sampler.n_startup_trials=1"]
+    for n_trials in (2, 1):
+        result = run_cli(["-m", *args, f"hydra.sweeper.n_trials={n_trials}"], tmp_path, data_dir)
+        assert result.returncode == 0, result.stderr[-3000:]
+    import optuna
+
+    study = optuna.load_study(study_name="demo", storage=f"sqlite:///{tmp_path}/multirun/demo/optuna.db")
+    assert len(study.trials) == 3 and all(t.state.name == "COMPLETE" for t in study.trials)
+    assert {"optimizer.lr", "optimizer.weight_decay", "model.dropout", "loss"} <= set(study.best_params)
+
+
+def test_report_survives_runs_without_or_with_broken_records(tmp_path):
+    (tmp_path / "sweep" / "0" / ".hydra").mkdir(parents=True)
+    (tmp_path / "sweep" / "0" / ".hydra" / "config.yaml").write_text("seed: 1\n")
+    (tmp_path / "sweep" / "1").mkdir()
+    (tmp_path / "sweep" / "1" / "run.json").write_text('{"status": "runn')
+    finished = {"status": "finished", "metrics": {"val/mae": 1.5}, "config": {"model": {"name": "resnet50"}}}
+    (tmp_path / "sweep" / "2").mkdir()
+    (tmp_path / "sweep" / "2" / "run.json").write_text(json.dumps(finished))
+    table = build_table([tmp_path / "sweep"])
+    assert table["status"].tolist() == ["finished", "no record", "unreadable"]
+    assert table["run"].tolist() == ["sweep/2", "sweep/0", "sweep/1"]
+
+
+def test_report_cli_names_a_missing_folder(tmp_path):
+    with pytest.raises(SystemExit):
+        report_main([str(tmp_path / "absent")])
