@@ -73,4 +73,11 @@ def test_bad_fractions_name_the_key(kwargs, key):
 def test_a_split_that_leaves_a_set_empty_is_refused():
     table = longitudinal_table(n_subjects=3)
     with pytest.raises(ConfigError, match="no subject in the"):
-        SubjectSplit(test_fraction=0.1, val_fraction=0.1).assign(table)
+        SubjectSplit(test_fraction=0.1, val_fraction=0.1, min_subjects_per_bin=1).assign(table)
+
+
+def test_an_age_bin_too_thin_to_share_out_is_refused_with_the_fix():
+    table = longitudinal_table(n_subjects=300)
+    table.loc[table["subject"] == "s0", "age"] = 150.0  # the only subject in [150, 160)
+    with pytest.raises(ConfigError, match=r"\[150, 160\): 1\). Use wider bins \(data.split.age_bin_width"):
+        SubjectSplit(age_bin_width=10).assign(table)

@@ -12,11 +12,14 @@ import albumentations as A
 import pandas as pd
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler
 
 from boneage.datamodules.dataset import AgeImageDataset
 from boneage.datamodules.splits import SubjectSplit, split_summary
 from boneage.datamodules.transforms import build_pipeline, preprocessing
+from boneage.datamodules.validation import describe
+from boneage.errors import ConfigError, DataError
+from boneage.seeding import derived_seed
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +53,23 @@ class AgeDataModule(pl.LightningDataModule):
         clahe_clip_limit: float = 2.0,
         clahe_tile_grid: int = 8,
         augment: Mapping[str, A.BasicTransform] | None = None,
+        on_bad_rows: str = "raise",
+        seed: int = 0,
         output_dir: str | None = None,
     ) -> None:
         super().__init__()
+        if on_bad_rows not in ("raise", "drop"):
+            raise ConfigError(f"data.on_bad_rows must be 'raise' or 'drop', not {on_bad_rows!r}.")
         self.source = source
         self.split = split
         self.batch_size = batch_size
         self.num_workers = num_workers
+        self.on_bad_rows = on_bad_rows
+        self.seed = seed
         self.output_dir = output_dir
+        self.dropped_rows = 0
+        self._shuffle = torch.Generator()
+        self._train_dataset: AgeImageDataset | None = None
         preprocess = preprocessing(image_size, clahe, clahe_clip_limit, clahe_tile_grid)
         self.train_pipeline = build_pipeline(preprocess, (augment or {}).values())
         self.eval_pipeline = build_pipeline(preprocess)
@@ -69,13 +81,37 @@ class AgeDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.table is not None:
             return
-        table = self.source.load()
+        table = self._without_bad_rows(self.source.load())
         table["set"] = self.split.assign(table)
         self.table = table
         for name, sizes in split_summary(table).items():
             log.info("%-5s %6d images  %5d subjects", name, sizes["images"], sizes["subjects"])
-        if self.output_dir and (self.trainer is None or self.trainer.is_global_zero):
+        if self.output_dir and self._is_global_zero():
             _write_atomically(table, Path(self.output_dir) / "splits.csv")
+
+    def _without_bad_rows(self, table: pd.DataFrame) -> pd.DataFrame:
+        """Apply data.on_bad_rows: stop with every bad row named, or drop and list them."""
+        bad = table["problem"].notna()
+        if not bad.any():
+            return table.drop(columns="problem")
+        if self.on_bad_rows == "raise" or bad.all():
+            raise DataError(describe(table[bad], self.source.path))
+        self.dropped_rows = int(bad.sum())
+        log.warning(
+            "Dropped %d bad row(s) of %s (data.on_bad_rows=drop)", self.dropped_rows, self.source.path
+        )
+        if self.output_dir and self._is_global_zero():
+            _write_atomically(table[bad], Path(self.output_dir) / "dropped_rows.csv")
+        return table[~bad].drop(columns="problem")
+
+    def _is_global_zero(self) -> bool:
+        return self.trainer is None or self.trainer.is_global_zero
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make this epoch's shuffle and augmentations a function of (seed, epoch) alone."""
+        self._shuffle.manual_seed(derived_seed(self.seed, epoch))
+        if self._train_dataset is not None:
+            self._train_dataset.set_epoch(epoch)
 
     def rows(self, name: str) -> pd.DataFrame:
         """The rows of one set ('train', 'val' or 'test')."""
@@ -103,6 +139,7 @@ class AgeDataModule(pl.LightningDataModule):
             "subjects": int(table["subject"].nunique()),
             "age": {k: round(float(v), 4) for k, v in table["age"].describe().items() if k != "count"},
             "sex": {str(k): int(v) for k, v in sex_counts.items()} if sex_counts is not None else None,
+            "dropped_rows": self.dropped_rows,
             "split_method": "by_subject",
             "split": vars(self.split) | {"sets": split_summary(table)},
             "mean_predictor_mae": {
@@ -114,19 +151,21 @@ class AgeDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         rows = self.rows("train")
-        return self._loader(rows, self.train_pipeline, shuffle=True, drop_last=len(rows) > self.batch_size)
+        self._train_dataset = AgeImageDataset(rows, self.train_pipeline, augmentation_seed=self.seed)
+        sampler = RandomSampler(self._train_dataset, generator=self._shuffle)
+        return self._loader(self._train_dataset, sampler=sampler, drop_last=len(rows) > self.batch_size)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.rows("val"), self.eval_pipeline)
+        return self._loader(AgeImageDataset(self.rows("val"), self.eval_pipeline))
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(self.rows("test"), self.eval_pipeline)
+        return self._loader(AgeImageDataset(self.rows("test"), self.eval_pipeline))
 
-    def _loader(self, rows, pipeline, shuffle: bool = False, drop_last: bool = False) -> DataLoader:
+    def _loader(self, dataset: AgeImageDataset, sampler=None, drop_last: bool = False) -> DataLoader:
         return DataLoader(
-            AgeImageDataset(rows, pipeline),
+            dataset,
             batch_size=self.batch_size,
-            shuffle=shuffle,
+            sampler=sampler,
             drop_last=drop_last,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+
 import albumentations as A
 import numpy as np
 import pandas as pd
@@ -9,19 +11,34 @@ import torch
 from torch.utils.data import Dataset
 
 from boneage.datamodules.images import read_grayscale
+from boneage.seeding import derived_seed
 
 
 class AgeImageDataset(Dataset):
-    """Yields {"image": CHW float tensor, "age": float tensor, "index": row number}."""
+    """Yields {"image": CHW float tensor, "age": float tensor, "index": row number}.
 
-    def __init__(self, table: pd.DataFrame, pipeline: A.Compose) -> None:
+    With `augmentation_seed`, every sample's random augmentation is seeded by (seed,
+    epoch, index): the same in every run, every resume and whatever the loader workers.
+    The epoch lives in shared memory so that persistent loader workers see it change.
+    """
+
+    def __init__(
+        self, table: pd.DataFrame, pipeline: A.Compose, augmentation_seed: int | None = None
+    ) -> None:
         self.images = table["image"].tolist()
         self.ages = table["age"].to_numpy(np.float32)
         self.pipeline = pipeline
+        self.augmentation_seed = augmentation_seed
+        self._epoch = multiprocessing.Value("q", 0, lock=False)
+
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch.value = epoch
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
+        if self.augmentation_seed is not None:
+            self.pipeline.set_random_seed(derived_seed(self.augmentation_seed, self._epoch.value, index))
         image = self.pipeline(image=read_grayscale(self.images[index]))["image"]
         return {"image": image, "age": torch.tensor(self.ages[index]), "index": index}

@@ -25,6 +25,7 @@ class SubjectSplit:
     val_fraction: float = 0.1
     age_bin_width: float = 10.0  # in the table's age unit; subjects binned by their mean age
     seed: int = 42
+    min_subjects_per_bin: int = 3  # a thinner age bin cannot be shared out between the sets
 
     def __post_init__(self) -> None:
         for key in ("test_fraction", "val_fraction"):
@@ -43,6 +44,7 @@ class SubjectSplit:
         """The set ('train', 'val' or 'test') of every row of `table`, by its subject."""
         subject_age = table.groupby("subject", sort=True)["age"].mean()
         age_bin = np.floor(subject_age / self.age_bin_width).astype(int)
+        self._check_bins_are_populated(age_bin)
         rng = np.random.default_rng(self.seed)
         subject_set = pd.Series("train", index=subject_age.index, dtype=object)
         for _, members in subject_age.groupby(age_bin):
@@ -53,6 +55,20 @@ class SubjectSplit:
             subject_set[shuffled[n_test : n_test + n_val]] = "val"
         self._check_none_empty(subject_set)
         return table["subject"].map(subject_set).rename("set")
+
+    def _check_bins_are_populated(self, age_bin: pd.Series) -> None:
+        counts = age_bin.value_counts().sort_index()
+        thin = counts[counts < self.min_subjects_per_bin]
+        if len(thin):
+            bins = ", ".join(
+                f"[{b * self.age_bin_width:g}, {(b + 1) * self.age_bin_width:g}): {n}"
+                for b, n in thin.items()
+            )
+            raise ConfigError(
+                f"Age bins with fewer than {self.min_subjects_per_bin} subjects cannot be stratified "
+                f"({bins}). Use wider bins (data.split.age_bin_width, now {self.age_bin_width:g}) "
+                "or lower data.split.min_subjects_per_bin."
+            )
 
     def _check_none_empty(self, subject_set: pd.Series) -> None:
         wanted = {"train": 1.0, "val": self.val_fraction, "test": self.test_fraction}

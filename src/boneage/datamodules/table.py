@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from boneage.datamodules.validation import row_problems
 from boneage.errors import DataError
 
 COLUMN_ROLES = ("image", "age", "subject", "sex")
@@ -38,22 +39,30 @@ class TableSource:
         """Nothing to download or generate: the user's files are already on disk."""
 
     def load(self) -> pd.DataFrame:
-        """The table as columns image (absolute path), age (float), subject, sex (F/M/None)."""
+        """The table as columns image (absolute path), file (as written), age, subject,
+        sex (F/M/None), row (its number in the file) and problem (what is wrong, or None)."""
         if self.age_unit not in AGE_UNITS:
             raise DataError(f"data.source.age_unit must be one of {AGE_UNITS}, not {self.age_unit!r}.")
         raw = self._read()
         mapping = self._checked_mapping(raw)
-        image_dir = Path(self.image_dir).expanduser().resolve()
+        image_dir = Path(self.image_dir).expanduser()
         names = raw[mapping["image"]].astype(str).str.strip()
+        raw_sex = raw[mapping["sex"]] if mapping["sex"] else pd.Series(None, index=raw.index, dtype=object)
         table = pd.DataFrame(
             {
-                "image": [str(image_dir / name) for name in names],
-                "age": _ages(raw[mapping["age"]], self.path),
+                "image": names,
+                "age": pd.to_numeric(raw[mapping["age"]], errors="coerce").astype(float),
                 "subject": (raw[mapping["subject"]] if mapping["subject"] else names).astype(str),
-                "sex": _sexes(raw[mapping["sex"]], self.path) if mapping["sex"] else None,
+                "sex": raw_sex.astype("string").str.strip().str.lower().map(SEX_CODES).astype(object),
+                "raw_sex": raw_sex.where(raw_sex.notna(), None),
+                "row": raw.index + 2,  # header is row 1
             }
         )
-        return table
+        table["sex"] = table["sex"].where(table["sex"].notna(), None)
+        table["problem"] = row_problems(table, image_dir, self.age_unit)
+        table["file"] = names
+        table["image"] = [str(image_dir.resolve() / name) for name in names]
+        return table.drop(columns="raw_sex")
 
     def _read(self) -> pd.DataFrame:
         path = Path(self.path).expanduser()
@@ -85,33 +94,3 @@ class TableSource:
                     f"Its columns are: {', '.join(map(str, raw.columns))}."
                 )
         return mapping
-
-
-def _bad_rows(mask: pd.Series) -> str:
-    """Row numbers as a spreadsheet shows them (header is row 1), the first ten."""
-    rows = [str(index + 2) for index in mask[mask].index[:10]]
-    more = f" and {int(mask.sum()) - 10} more" if mask.sum() > 10 else ""
-    return ", ".join(rows) + more
-
-
-def _ages(column: pd.Series, path: str) -> pd.Series:
-    ages = pd.to_numeric(column, errors="coerce").astype(float)
-    bad = ages.isna() | (ages < 0)
-    if bad.any():
-        raise DataError(
-            f"Column {column.name!r} of {path} needs a non-negative number on every row; "
-            f"rows {_bad_rows(bad)} are missing, not numeric or negative."
-        )
-    return ages
-
-
-def _sexes(column: pd.Series, path: str) -> pd.Series:
-    codes = column.astype("string").str.strip().str.lower()
-    sexes = codes.map(SEX_CODES)
-    bad = codes.notna() & sexes.isna()
-    if bad.any():
-        raise DataError(
-            f"Column {column.name!r} of {path} has unknown sex codes on rows {_bad_rows(bad)}; "
-            f"use one of {sorted(set(SEX_CODES))} or leave the cell empty."
-        )
-    return sexes.astype(object).where(sexes.notna(), None)

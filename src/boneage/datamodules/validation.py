@@ -1,0 +1,59 @@
+"""Row-level checks of a label table: every bad row named with what is wrong with it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+
+# Ages beyond these are typos (a year of birth, months entered as days...), not people.
+PLAUSIBLE_MAX_AGE = {"years": 130.0, "months": 130.0 * 12}
+
+
+def row_problems(table: pd.DataFrame, image_dir: Path, age_unit: str) -> pd.Series:
+    """What is wrong with each row (None where nothing is): first problem found wins.
+
+    `table` holds image (path as written), age (NaN where not a number), sex, and
+    raw_sex (the cell as written, to tell an unknown code from an empty cell).
+    """
+    problems = pd.Series(None, index=table.index, dtype=object)
+
+    def flag(mask: pd.Series, reason: str | pd.Series) -> None:
+        fresh = mask & problems.isna()
+        problems[fresh] = reason if isinstance(reason, str) else reason[fresh]
+
+    flag(table["age"].isna(), "age missing or not a number")
+    flag(table["age"] < 0, "negative age")
+    limit = PLAUSIBLE_MAX_AGE[age_unit]
+    flag(table["age"] > limit, f"implausible age (over {limit:g} {age_unit})")
+    unknown_sex = table["raw_sex"].notna() & table["sex"].isna()
+    flag(unknown_sex, "unknown sex code " + table["raw_sex"].astype(str).map(repr))
+    first_row = table.groupby("image")["row"].transform("first")
+    flag(table["image"].duplicated(), "duplicate of row " + first_row.astype(str))
+    root = image_dir.resolve()
+    paths = table["image"].map(lambda name: (root / name).resolve())
+    flag(~paths.map(lambda path: path.is_relative_to(root)), "path outside the image folder")
+    flag(~paths.map(Path.is_file), "file not found")
+    flag(~paths.map(_is_image), "not a readable image")
+    return problems
+
+
+def describe(problems: pd.DataFrame, table_path: str, shown: int = 5) -> str:
+    """A message grouping bad rows by problem: how many, and the first few rows and files."""
+    lines = [f"{len(problems)} bad row(s) in {table_path} (row numbers as a spreadsheet shows them):"]
+    for reason, rows in problems.groupby("problem", sort=False):
+        examples = ", ".join(f"{row.row} ({row.file})" for row in rows.head(shown).itertuples())
+        more = f" and {len(rows) - shown} more" if len(rows) > shown else ""
+        lines.append(f"  {reason}: {len(rows)} row(s): {examples}{more}")
+    lines.append("Fix the table, or set data.on_bad_rows=drop to train without these rows.")
+    return "\n".join(lines)
+
+
+def _is_image(path: Path) -> bool:
+    """Cheap: reads the header only (full decoding happens in the loader)."""
+    try:
+        with Image.open(path):
+            return True
+    except (OSError, UnidentifiedImageError):
+        return False
