@@ -13,7 +13,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from boneage.launch import register_resolvers
+from boneage.resolvers import register_resolvers
 
 register_resolvers()  # as boneage.train does before composing
 
@@ -44,7 +44,7 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def compose_train(data_dir: Path, tmp_path: Path):
-    """compose_train(overrides) -> the train config as `python -m boneage.train` would see it."""
+    """compose_train(overrides) -> the job config as `python -m boneage.train` would see it."""
 
     def compose_with(overrides: list[str], output_dir: Path | None = None) -> DictConfig:
         GlobalHydra.instance().clear()
@@ -56,6 +56,8 @@ def compose_train(data_dir: Path, tmp_path: Path):
             cfg.hydra.runtime.cwd = str(tmp_path)
             cfg.hydra.job.num = 0
         HydraConfig().set_config(cfg)
+        with open_dict(cfg):
+            del cfg["hydra"]  # as Hydra hands the job its config; HydraConfig.get() holds the rest
         run_dir.mkdir(parents=True, exist_ok=True)
         return cfg
 

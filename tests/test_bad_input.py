@@ -22,9 +22,7 @@ def dataset_folder(tmp_path, rows: list[tuple], n_good: int = 30):
         cv2.imwrite(str(images / f"ok{i}.png"), np.full((16, 16), i, np.uint8))
         table.append((f"ok{i}.png", 5 + i % 10, f"p{i}", "F"))
     table += rows
-    pd.DataFrame(table, columns=["file", "age", "patient", "sex"]).to_csv(
-        tmp_path / "labels.csv", index=False
-    )
+    pd.DataFrame(table, columns=["file", "age", "patient", "sex"]).to_csv(tmp_path / "labels.csv", index=False)
     return TableSource(str(tmp_path / "labels.csv"), str(images), COLUMNS)
 
 

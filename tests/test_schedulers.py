@@ -23,9 +23,7 @@ def lrs(build, steps: int, lr: float = 1e-3) -> list[float]:
 
 def test_warmup_rises_linearly_to_the_lr_then_cosine_falls_to_eta_min():
     # 10 epochs of 10 steps, 2 warmup epochs
-    seen = lrs(
-        lambda opt: warmup_cosine(opt, total_steps=100, max_epochs=10, warmup_epochs=2, eta_min=1e-6), 100
-    )
+    seen = lrs(lambda opt: warmup_cosine(opt, total_steps=100, max_epochs=10, warmup_epochs=2, eta_min=1e-6), 100)
     assert seen[0] == pytest.approx(1e-5)  # warmup_start_factor 0.01 x lr
     assert all(a < b for a, b in pairwise(seen[:20]))
     assert max(seen) == pytest.approx(1e-3, rel=1e-6)

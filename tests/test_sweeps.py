@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
@@ -40,8 +41,8 @@ def test_every_experiment_has_a_test_here():
 
 @pytest.mark.parametrize(("experiment", "n_jobs"), EXPECTED_JOBS.items())
 def test_experiment_expands_into_its_jobs_and_each_job_composes(compose_train, experiment, n_jobs):
-    cfg = compose_train([f"experiment={experiment}"])
-    jobs = sweep_jobs(cfg.hydra.sweeper.params or {})
+    compose_train([f"experiment={experiment}"])
+    jobs = sweep_jobs(HydraConfig.get().sweeper.params or {})
     assert len(jobs) == n_jobs
     for job in jobs:
         job_cfg = compose_train([f"experiment={experiment}", *job])

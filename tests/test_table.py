@@ -35,18 +35,14 @@ def write_images_and_table(folder, suffix: str) -> pd.DataFrame:
 @pytest.mark.parametrize("suffix", [".csv", ".xlsx"])
 def test_csv_and_xlsx_with_custom_column_names(tmp_path, suffix):
     raw = write_images_and_table(tmp_path, suffix)
-    source = TableSource(
-        str(tmp_path / f"labels{suffix}"), str(tmp_path / "imgs"), COLUMNS, age_unit="months"
-    )
+    source = TableSource(str(tmp_path / f"labels{suffix}"), str(tmp_path / "imgs"), COLUMNS, age_unit="months")
     table = source.load()
     assert list(table.columns) == ["image", "age", "subject", "sex", "row", "problem", "file"]
     assert table["problem"].isna().all()
     assert table["age"].tolist() == raw["BoneAge(months)"].astype(float).tolist()
     assert set(table["sex"]) == {"F", "M"}
     assert table["subject"].nunique() == 20
-    datamodule = AgeDataModule(
-        source, SubjectSplit(age_bin_width=60), image_size=32, batch_size=4, num_workers=0
-    )
+    datamodule = AgeDataModule(source, SubjectSplit(age_bin_width=60), image_size=32, batch_size=4, num_workers=0)
     batch = next(iter(datamodule.train_dataloader()))
     assert batch["image"].shape == (4, 3, 32, 32)
     assert datamodule.summary()["age_unit"] == "months"

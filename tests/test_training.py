@@ -106,9 +106,7 @@ def test_a_failing_run_is_recorded_as_failed_with_its_error(compose_train, tmp_p
 @pytest.mark.slow
 def test_ddp_sim_runs_two_processes_into_one_run_directory(tmp_path, data_dir):
     run_dir = tmp_path / "outputs" / "ddp"
-    result = run_cli(
-        [*TINY, "trainer=ddp_sim", "trainer.max_epochs=2", f"hydra.run.dir={run_dir}"], tmp_path, data_dir
-    )
+    result = run_cli([*TINY, "trainer=ddp_sim", "trainer.max_epochs=2", f"hydra.run.dir={run_dir}"], tmp_path, data_dir)
     assert result.returncode == 0, result.stderr[-3000:]
     record = record_of(run_dir)
     assert record["status"] == "finished"

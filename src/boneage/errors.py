@@ -11,3 +11,11 @@ class DataError(BoneageError, ValueError):
 
 class ConfigError(BoneageError, ValueError):
     """A configuration value is invalid; the message names the key."""
+
+
+class DiskFullError(BoneageError, OSError):
+    """No room for the run's files; the message names the path."""
+
+
+class TrainingError(BoneageError, RuntimeError):
+    """Training cannot go on (non-finite loss, out of memory); the message says what to change."""

@@ -18,52 +18,17 @@ from typing import Any
 import torch
 from filelock import FileLock, Timeout
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
 
 _held_slot: tuple[int, FileLock] | None = None  # this process's slot, kept for its lifetime
 
 
-def visible_gpus() -> list[int]:
-    """Physical ids of the GPUs this process may use (honours CUDA_VISIBLE_DEVICES)."""
-    declared = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if declared is not None:
-        return [int(gpu) for gpu in declared.split(",") if gpu.strip()]
-    return list(range(torch.cuda.device_count()))
-
-
-def parallel_jobs(gpus: list[int], gpus_per_job: int, jobs_per_gpu: int, cpu_jobs: int) -> int:
-    """How many jobs run at once: one per GPU group (times jobs_per_gpu), or cpu_jobs."""
-    if not gpus:
-        return max(1, cpu_jobs)
-    return max(1, len(gpus) // gpus_per_job) * jobs_per_gpu
-
-
-def sqlite_url(path: str) -> str:
-    """A SQLite URL for `path`, its folder created (a study's storage must exist before its sweep)."""
-    database = Path(path).expanduser().resolve()
-    database.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{database}"
-
-
-def register_resolvers() -> None:
-    resolvers = {
-        "boneage.visible_gpus": visible_gpus,
-        "boneage.parallel_jobs": parallel_jobs,
-        "boneage.sqlite": sqlite_url,
-    }
-    for name, function in resolvers.items():
-        if not OmegaConf.has_resolver(name):
-            OmegaConf.register_new_resolver(name, function)
-
-
 class DeviceSlots(Callback):
     """Hydra callback: pin this worker process to its own device slot before a job starts."""
 
-    def __init__(
-        self, gpus: list[int], gpus_per_job: int, jobs_per_gpu: int, n_jobs: int, lock_dir: str
-    ) -> None:
+    def __init__(self, gpus: list[int], gpus_per_job: int, jobs_per_gpu: int, n_jobs: int, lock_dir: str) -> None:
         self.gpus = list(gpus)
         self.gpus_per_job = gpus_per_job
         self.jobs_per_gpu = jobs_per_gpu

@@ -91,9 +91,7 @@ def compare_with_baseline(table: pd.DataFrame, baseline: str) -> pd.DataFrame:
     """Adds each run's change in val and test MAE against the baseline run (negative: better)."""
     matches = table[table["run"].str.endswith(baseline.rstrip("/"))]
     if len(matches) != 1:
-        raise SystemExit(
-            f"--baseline {baseline!r} matches {len(matches)} runs; give a longer part of its path."
-        )
+        raise SystemExit(f"--baseline {baseline!r} matches {len(matches)} runs; give a longer part of its path.")
     reference = matches.iloc[0]
     table = table.copy()
     for metric in ("val_mae", "test_mae"):
@@ -138,9 +136,7 @@ def plot_sweeps(table: pd.DataFrame, out_dir: Path) -> list[Path]:
 
 
 def _plot_architectures(finished: pd.DataFrame, path: Path) -> Path:
-    by_model = (
-        finished.groupby("model")[["val_mae", "parameters", "inference_ms"]].mean().sort_values("val_mae")
-    )
+    by_model = finished.groupby("model")[["val_mae", "parameters", "inference_ms"]].mean().sort_values("val_mae")
     by_model["parameters"] = by_model["parameters"] / 1e6
     titles = {"val_mae": "val MAE", "parameters": "parameters (M)", "inference_ms": "inference ms / image"}
     figure, axes = plt.subplots(1, 3, figsize=(15, 4))
@@ -169,12 +165,8 @@ def write_report(table: pd.DataFrame, out_dir: Path) -> list[Path]:
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m boneage.report", description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "paths", nargs="+", type=Path, help="run, sweep or output folders (searched recursively)"
-    )
-    parser.add_argument(
-        "--out", type=Path, help="where to write report.csv/.md and plots (default: the first PATH)"
-    )
+    parser.add_argument("paths", nargs="+", type=Path, help="run, sweep or output folders (searched recursively)")
+    parser.add_argument("--out", type=Path, help="where to write report.csv/.md and plots (default: the first PATH)")
     parser.add_argument("--baseline", help="a run (its path or the end of it) to compare every run against")
     args = parser.parse_args(argv)
     missing = [str(path) for path in args.paths if not path.is_dir()]

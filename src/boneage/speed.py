@@ -11,9 +11,7 @@ from torch.utils.data import DataLoader
 
 
 @torch.inference_mode()
-def measure_inference(
-    model: nn.Module, loader: DataLoader, device: torch.device, batches: int = 5
-) -> dict[str, Any]:
+def measure_inference(model: nn.Module, loader: DataLoader, device: torch.device, batches: int = 5) -> dict[str, Any]:
     """Milliseconds per image of the model alone (float32, data already on the device)."""
     model = model.eval().to(device)
     images = [batch["image"].to(device) for _, batch in zip(range(batches + 1), loader, strict=False)]

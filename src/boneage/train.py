@@ -9,22 +9,28 @@ from __future__ import annotations
 
 import logging
 import shlex
+import signal
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import hydra
 import pytorch_lightning as pl
+import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from boneage.checks import check_checkpoint, check_config, check_free_space
 from boneage.ddp import distributed_job_scope, route_ranks_to_job_directory
-from boneage.errors import BoneageError
+from boneage.errors import BoneageError, ConfigError, TrainingError
 from boneage.hparams import log_final_metrics, log_run_hparams
-from boneage.launch import register_resolvers
 from boneage.records import RunRecord, environment, now
+from boneage.resolvers import register_resolvers
 from boneage.speed import measure_inference
 from boneage.summary import format_summary
 
@@ -36,21 +42,27 @@ SUMMARY_KEYS = ("metrics", "mean_predictor_mae", "unit", "best_checkpoint", "run
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit, then evaluate the best checkpoint on val and test; the run record tracks it all."""
     record = RunRecord(cfg.paths.output_dir)
+    _refuse_to_overwrite(record, cfg)
     _record(
         record,
         status="running",
         started_at=now(),
         command=_command_line(),
+        rerun_command=f"python -m boneage.train --config-dir {cfg.paths.output_dir}/.hydra --config-name config",
         tags=list(cfg.get("tags") or []),
         config=OmegaConf.to_container(cfg, resolve=True),
         environment=environment(),
+        resumed_from=cfg.get("ckpt_path"),
     )
     started = time.monotonic()
     try:
         outcome = _fit_and_evaluate(cfg)
     except BaseException as error:
-        status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+        # Lightning turns Ctrl-C and SIGTERM into SystemExit once it has shut down cleanly.
+        status = "interrupted" if isinstance(error, KeyboardInterrupt | SystemExit) else "failed"
         _record(record, status=status, error=f"{type(error).__name__}: {error}", ended_at=now())
+        if isinstance(error, SIGTERMException):  # a bare SystemExit: the shell would see success
+            raise SystemExit(128 + signal.SIGTERM) from error
         raise
     _record(
         record,
@@ -67,21 +79,27 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 def _fit_and_evaluate(cfg: DictConfig) -> dict[str, Any]:
+    check_config(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = _build(cfg.data)
     module = _build(cfg.module)
+    if cfg.get("ckpt_path"):
+        check_checkpoint(cfg.ckpt_path, module, cfg.model.name)
     callbacks = [_build(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers = [_build(c) for c in (cfg.get("logger") or {}).values()]
     trainer: pl.Trainer = _build(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     log_run_hparams(cfg, trainer)
 
     if cfg.train:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        check_free_space(cfg.paths.output_dir, module)
+        with _explained_out_of_memory(cfg):
+            trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
     checkpoint = trainer.checkpoint_callback
     best = (checkpoint.best_model_path if checkpoint else "") or cfg.get("ckpt_path") or None
-    metrics = trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
+    evaluate = {"datamodule": datamodule, "ckpt_path": best, "verbose": False, "weights_only": True}
+    metrics = trainer.validate(module, **evaluate)[0]
     if cfg.test:
-        metrics |= trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0]
+        metrics |= trainer.test(module, **evaluate)[0]
     log_final_metrics(trainer, metrics)
     data = datamodule.summary()
     speed = None
@@ -95,6 +113,32 @@ def _fit_and_evaluate(cfg: DictConfig) -> dict[str, Any]:
         "run_dir": cfg.paths.output_dir,
         "speed": speed,
     }
+
+
+@rank_zero_only  # the other DDP ranks join the run rank 0 has just recorded
+def _refuse_to_overwrite(record: RunRecord, cfg: DictConfig) -> None:
+    """A run directory holds one run; only resuming that run may write into it again."""
+    existing = record.read()
+    resuming_here = str(cfg.get("ckpt_path") or "").startswith(str(cfg.paths.output_dir))
+    if existing and not resuming_here:
+        raise ConfigError(
+            f"{cfg.paths.output_dir} already holds a run ({existing.get('status')}); it is left as it is. "
+            f"Choose another hydra.run.dir, or continue that run: python -m boneage.resume {cfg.paths.output_dir}"
+        )
+
+
+@contextmanager
+def _explained_out_of_memory(cfg: DictConfig) -> Iterator[None]:
+    """GPU out of memory: say which smaller batch keeps the same effective batch size."""
+    try:
+        yield
+    except torch.cuda.OutOfMemoryError as error:
+        batch, accumulate = cfg.data.batch_size, cfg.trainer.accumulate_grad_batches
+        raise TrainingError(
+            f"GPU out of memory with data.batch_size={batch}. Halve it and double the accumulation to keep "
+            f"the effective batch: data.batch_size={max(1, batch // 2)} "
+            f"trainer.accumulate_grad_batches={accumulate * 2} (or use trainer.precision=16-mixed)."
+        ) from error
 
 
 def _build(node: DictConfig, **kwargs: Any) -> Any:

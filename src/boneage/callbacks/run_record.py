@@ -59,9 +59,7 @@ class RunRecordCallback(pl.Callback):
         self._plot(trainer)
 
     @rank_zero_only
-    def on_exception(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
-    ) -> None:
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         self._plot(trainer)
 
     def _best_epoch(self, trainer: pl.Trainer) -> dict[str, float] | None:
@@ -122,9 +120,7 @@ def _training_facts(trainer: pl.Trainer, datamodule: Any) -> dict[str, Any]:
         "gradient_clip_val": trainer.gradient_clip_val,
         "max_epochs": trainer.max_epochs,
         "optimizer": type(optimizer).__name__ if optimizer else None,
-        "optimizer_params": {
-            k: v for k, v in optimizer.defaults.items() if isinstance(v, int | float | tuple)
-        }
+        "optimizer_params": {k: v for k, v in optimizer.defaults.items() if isinstance(v, int | float | tuple)}
         if optimizer
         else None,
         "lr_scheduler": type(schedulers[0].scheduler).__name__ if schedulers else None,

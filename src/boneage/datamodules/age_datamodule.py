@@ -68,7 +68,10 @@ class AgeDataModule(pl.LightningDataModule):
         self.seed = seed
         self.output_dir = output_dir
         self.dropped_rows = 0
+        # The loader's own generators: drawing from the global one would shift the dropout
+        # stream by whenever Lightning happens to create the epoch's iterator.
         self._shuffle = torch.Generator()
+        self._worker_seeds = torch.Generator()
         self._train_dataset: AgeImageDataset | None = None
         preprocess = preprocessing(image_size, clahe, clahe_clip_limit, clahe_tile_grid)
         self.train_pipeline = build_pipeline(preprocess, (augment or {}).values())
@@ -97,9 +100,7 @@ class AgeDataModule(pl.LightningDataModule):
         if self.on_bad_rows == "raise" or bad.all():
             raise DataError(describe(table[bad], self.source.path))
         self.dropped_rows = int(bad.sum())
-        log.warning(
-            "Dropped %d bad row(s) of %s (data.on_bad_rows=drop)", self.dropped_rows, self.source.path
-        )
+        log.warning("Dropped %d bad row(s) of %s (data.on_bad_rows=drop)", self.dropped_rows, self.source.path)
         if self.output_dir and self._is_global_zero():
             _write_atomically(table[bad], Path(self.output_dir) / "dropped_rows.csv")
         return table[~bad].drop(columns="problem")
@@ -110,6 +111,7 @@ class AgeDataModule(pl.LightningDataModule):
     def set_epoch(self, epoch: int) -> None:
         """Make this epoch's shuffle and augmentations a function of (seed, epoch) alone."""
         self._shuffle.manual_seed(derived_seed(self.seed, epoch))
+        self._worker_seeds.manual_seed(derived_seed(self.seed, epoch, 1))
         if self._train_dataset is not None:
             self._train_dataset.set_epoch(epoch)
 
@@ -153,7 +155,9 @@ class AgeDataModule(pl.LightningDataModule):
         rows = self.rows("train")
         self._train_dataset = AgeImageDataset(rows, self.train_pipeline, augmentation_seed=self.seed)
         sampler = RandomSampler(self._train_dataset, generator=self._shuffle)
-        return self._loader(self._train_dataset, sampler=sampler, drop_last=len(rows) > self.batch_size)
+        return self._loader(
+            self._train_dataset, sampler=sampler, generator=self._worker_seeds, drop_last=len(rows) > self.batch_size
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(AgeImageDataset(self.rows("val"), self.eval_pipeline))
@@ -161,11 +165,12 @@ class AgeDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader(AgeImageDataset(self.rows("test"), self.eval_pipeline))
 
-    def _loader(self, dataset: AgeImageDataset, sampler=None, drop_last: bool = False) -> DataLoader:
+    def _loader(self, dataset: AgeImageDataset, sampler=None, generator=None, drop_last: bool = False) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=self.batch_size,
             sampler=sampler,
+            generator=generator,
             drop_last=drop_last,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

@@ -22,9 +22,7 @@ class AgeImageDataset(Dataset):
     The epoch lives in shared memory so that persistent loader workers see it change.
     """
 
-    def __init__(
-        self, table: pd.DataFrame, pipeline: A.Compose, augmentation_seed: int | None = None
-    ) -> None:
+    def __init__(self, table: pd.DataFrame, pipeline: A.Compose, augmentation_seed: int | None = None) -> None:
         self.images = table["image"].tolist()
         self.ages = table["age"].to_numpy(np.float32)
         self.pipeline = pipeline

@@ -61,8 +61,7 @@ class SubjectSplit:
         thin = counts[counts < self.min_subjects_per_bin]
         if len(thin):
             bins = ", ".join(
-                f"[{b * self.age_bin_width:g}, {(b + 1) * self.age_bin_width:g}): {n}"
-                for b, n in thin.items()
+                f"[{b * self.age_bin_width:g}, {(b + 1) * self.age_bin_width:g}): {n}" for b, n in thin.items()
             )
             raise ConfigError(
                 f"Age bins with fewer than {self.min_subjects_per_bin} subjects cannot be stratified "

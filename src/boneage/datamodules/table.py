@@ -80,8 +80,7 @@ class TableSource:
         unknown = set(self.columns) - set(COLUMN_ROLES)
         if unknown:
             raise DataError(
-                f"data.source.columns has unknown role(s) {sorted(unknown)}; "
-                f"the roles are {list(COLUMN_ROLES)}."
+                f"data.source.columns has unknown role(s) {sorted(unknown)}; the roles are {list(COLUMN_ROLES)}."
             )
         mapping = {role: self.columns.get(role) for role in COLUMN_ROLES}
         for role in ("image", "age"):

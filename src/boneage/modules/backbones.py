@@ -20,8 +20,7 @@ def create_backbone(name: str, pretrained: bool = False, weights: str | None = N
     `weights` is a local checkpoint (.safetensors, .pth, .bin) of the same architecture;
     it replaces the hub download, so machines without internet can still start pretrained.
     """
-    if not timm.is_model(name):
-        raise ConfigError(f"model.name={name!r} is not a timm model.{_suggestions(name)}")
+    check_model_name(name)
     overlay = None
     if weights:
         path = Path(weights).expanduser()
@@ -40,6 +39,11 @@ def create_backbone(name: str, pretrained: bool = False, weights: str | None = N
             "Train from scratch with model.pretrained=false, or point model.weights at a local "
             "copy of the weights (e.g. the model.safetensors file from the model's hub page)."
         ) from error
+
+
+def check_model_name(name: str) -> None:
+    if not timm.is_model(name):
+        raise ConfigError(f"model.name={name!r} is not a timm model.{_suggestions(name)}")
 
 
 def _suggestions(name: str) -> str:

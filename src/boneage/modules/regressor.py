@@ -19,7 +19,7 @@ from torchmetrics import (
     SpearmanCorrCoef,
 )
 
-from boneage.errors import ConfigError
+from boneage.errors import ConfigError, TrainingError
 from boneage.modules.backbones import create_backbone
 
 STAGES = ("train", "val", "test")
@@ -94,9 +94,11 @@ class AgeRegressor(pl.LightningModule):
         predicted = self._standardised(batch["image"])
         ages = batch["age"].float()
         loss = self.loss(predicted, (ages - self.age_mean) / self.age_std)
+        training = stage == "train"
+        if training and not torch.isfinite(loss):
+            self._stop_on_non_finite(loss)
         metrics = getattr(self, f"{stage}_metrics")
         metrics.update(predicted.detach() * self.age_std + self.age_mean, ages)
-        training = stage == "train"
         self.log(
             f"{stage}/loss",
             loss,
@@ -107,6 +109,14 @@ class AgeRegressor(pl.LightningModule):
         )
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val")
         return loss
+
+    def _stop_on_non_finite(self, loss: torch.Tensor) -> None:
+        lr = self.trainer.optimizers[0].param_groups[0]["lr"]
+        raise TrainingError(
+            f"The training loss became {loss.item()} at step {self.global_step} (epoch {self.current_epoch}, "
+            f"lr {lr:.3g}). Lower optimizer.lr, keep trainer.gradient_clip_val set, or use "
+            "trainer.precision=32-true (or bf16-mixed) if 16-bit overflowed."
+        )
 
     def configure_optimizers(self) -> Optimizer | dict[str, Any]:
         optimizer = self.optimizer_factory(params=self.parameters())
@@ -130,8 +140,6 @@ class AgeRegressor(pl.LightningModule):
             return {}
         total_steps = self.trainer.estimated_stepping_batches
         if math.isinf(total_steps):
-            raise ConfigError(
-                "This scheduler needs the run's length: set trainer.max_epochs or trainer.max_steps."
-            )
+            raise ConfigError("This scheduler needs the run's length: set trainer.max_epochs or trainer.max_steps.")
         length = {"total_steps": int(total_steps), "max_epochs": self.trainer.max_epochs}
         return {key: value for key, value in length.items() if key in wanted}

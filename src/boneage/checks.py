@@ -1,0 +1,78 @@
+"""Checks made before any training starts: config values, the checkpoint, free disk space.
+
+Each failure names the key or file and what to do; a run that would fail after an hour
+(a negative lr, a checkpoint of another model, a disk that fills at epoch 40) fails now.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+from torch import nn
+
+from boneage.errors import ConfigError, DiskFullError
+from boneage.modules.backbones import check_model_name
+
+CHECKPOINT_COPIES = 3  # best + last + the temporary file of an atomic save
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Values no run can use."""
+    check_model_name(cfg.model.name)
+    positive = ("a positive number", lambda v: v > 0)
+    positive_int = ("a positive integer", lambda v: isinstance(v, int) and v > 0)
+    rules: dict[str, tuple[Any, tuple[str, Callable[[Any], bool]]]] = {
+        "optimizer.lr": (cfg.optimizer.get("lr"), positive),
+        "optimizer.weight_decay": (cfg.optimizer.get("weight_decay", 0.0), ("zero or more", lambda v: v >= 0)),
+        "model.dropout": (cfg.model.dropout, ("in [0, 1)", lambda v: 0 <= v < 1)),
+        "data.image_size": (cfg.data.image_size, positive_int),
+        "data.batch_size": (cfg.data.batch_size, positive_int),
+        "trainer.max_epochs": (cfg.trainer.get("max_epochs", -1), ("-1 or positive", lambda v: v == -1 or v > 0)),
+    }
+    for key, (value, (expected, valid)) in rules.items():
+        if not isinstance(value, int | float) or isinstance(value, bool) or not valid(value):
+            raise ConfigError(f"{key} must be {expected}, not {value!r}.")
+    schedule = cfg.scheduler.get("scheduler")
+    if schedule is not None and "_target_" not in schedule:
+        raise ConfigError(
+            f"scheduler.scheduler sets {sorted(schedule)} but names no scheduler: settings meant for another "
+            "scheduler (e.g. from an experiment) were merged onto this one. Pick that scheduler or drop them."
+        )
+
+
+def check_checkpoint(path: str, module: nn.Module, model_name: str) -> None:
+    """The checkpoint at `path` loads safely and fits `module`, or a clear error says why not."""
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"ckpt_path={path}: no such file.")
+    try:
+        checkpoint = torch.load(file, map_location="cpu", weights_only=True)
+        state = checkpoint["state_dict"]
+    except Exception as error:  # unpickling, truncation, zip errors: all mean "not usable"
+        raise ConfigError(f"ckpt_path={path} is not a readable boneage checkpoint ({error}).") from error
+    trained = (checkpoint.get("hyper_parameters") or {}).get("backbone")
+    expected = {name: tuple(tensor.shape) for name, tensor in module.state_dict().items()}
+    found = {name: tuple(tensor.shape) for name, tensor in state.items()}
+    if trained != model_name or expected != found:
+        raise ConfigError(
+            f"ckpt_path={path} holds a {trained or 'different'} model with other weights than this run's "
+            f"model.name={model_name}. Resume a run with its own config: python -m boneage.resume <run dir>."
+        )
+
+
+def check_free_space(directory: str, module: nn.Module) -> None:
+    """Enough room for the checkpoints (weights and optimizer moments) before training starts."""
+    checkpoint_bytes = 3 * sum(p.numel() * p.element_size() for p in module.parameters())
+    needed = CHECKPOINT_COPIES * checkpoint_bytes + 50 * 2**20  # + logs, events, plots
+    free = shutil.disk_usage(directory).free
+    if free < needed:
+        raise DiskFullError(
+            f"disk full: {directory} has {free / 2**20:.0f} MiB free; this run needs about "
+            f"{needed / 2**20:.0f} MiB for checkpoints. Free space, or put runs elsewhere "
+            "(hydra.run.dir=..., hydra.sweep.dir=...)."
+        )

@@ -1,0 +1,61 @@
+"""OmegaConf resolvers the configs use (`${boneage.<name>:...}`), registered before composing."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+
+def visible_gpus() -> list[int]:
+    """Physical ids of the GPUs this process may use (honours CUDA_VISIBLE_DEVICES)."""
+    declared = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if declared is not None:
+        return [int(gpu) for gpu in declared.split(",") if gpu.strip()]
+    return list(range(torch.cuda.device_count()))
+
+
+def parallel_jobs(gpus: list[int], gpus_per_job: int, jobs_per_gpu: int, cpu_jobs: int) -> int:
+    """How many jobs run at once: one per GPU group (times jobs_per_gpu), or cpu_jobs."""
+    if not gpus:
+        return max(1, cpu_jobs)
+    return max(1, len(gpus) // gpus_per_job) * jobs_per_gpu
+
+
+def sqlite_url(path: str) -> str:
+    """A SQLite URL for `path`, its folder created (a study's storage must exist before its sweep)."""
+    database = Path(path).expanduser().resolve()
+    database.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{database}"
+
+
+def unique_dir(path: str) -> str:
+    """`path`, or `path_1`, `path_2`...: the first that did not exist, created here to claim it.
+
+    Two runs started in the same second would otherwise share a directory, and the second
+    would overwrite the first's files.
+    """
+    candidate, suffix = Path(path), 0
+    while True:
+        try:
+            candidate.mkdir(parents=True)
+            return str(candidate)
+        except FileExistsError:
+            suffix += 1
+            candidate = Path(f"{path}_{suffix}")
+
+
+RESOLVERS = {
+    "boneage.visible_gpus": visible_gpus,
+    "boneage.parallel_jobs": parallel_jobs,
+    "boneage.sqlite": sqlite_url,
+    "boneage.unique_dir": unique_dir,
+}
+
+
+def register_resolvers() -> None:
+    for name, function in RESOLVERS.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, function, use_cache=True)

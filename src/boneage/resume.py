@@ -1,0 +1,67 @@
+"""`python -m boneage.resume RUN_DIR|last [overrides]`: continue a stopped run where it stopped.
+
+The run continues in its own directory, with its own composed config (`.hydra/config.yaml`),
+from `checkpoints/last.ckpt` (the end of its last complete epoch). `last` picks the most
+recently active run under outputs/ and multirun/ that did not finish.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from boneage.records import RECORD_NAME
+
+SEARCHED = ("outputs", "multirun")
+
+
+def latest_unfinished_run(roots: Sequence[Path]) -> Path:
+    candidates = [
+        checkpoint.parent.parent
+        for root in roots
+        for checkpoint in root.rglob("checkpoints/last.ckpt")
+        if _status(checkpoint.parent.parent) != "finished"
+    ]
+    if not candidates:
+        raise SystemExit(f"No unfinished run with checkpoints/last.ckpt under {', '.join(map(str, roots))}.")
+    return max(candidates, key=lambda run: (run / "checkpoints" / "last.ckpt").stat().st_mtime)
+
+
+def resume_command(run: Path, overrides: Sequence[str] = ()) -> list[str]:
+    """The `boneage.train` command that continues `run` in place."""
+    run = run.resolve()
+    for needed in (run / ".hydra" / "config.yaml", run / "checkpoints" / "last.ckpt"):
+        if not needed.is_file():
+            raise SystemExit(f"Cannot resume {run}: {needed.relative_to(run)} is missing.")
+    return [
+        sys.executable, "-m", "boneage.train",
+        f"--config-dir={run / '.hydra'}", "--config-name=config",
+        f"hydra.run.dir='{run}'", "hydra.output_subdir=null",  # keep the run's own .hydra files
+        f"ckpt_path='{run / 'checkpoints' / 'last.ckpt'}'",
+        *overrides,
+    ]  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        raise SystemExit(__doc__)
+    target, overrides = args[0], args[1:]
+    run = latest_unfinished_run([Path(root) for root in SEARCHED]) if target == "last" else Path(target)
+    command = resume_command(run, overrides)
+    print("Resuming:", " ".join(command), flush=True)
+    os.execv(sys.executable, command)
+
+
+def _status(run: Path) -> str | None:
+    try:
+        return json.loads((run / RECORD_NAME).read_text()).get("status")
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+if __name__ == "__main__":
+    main()

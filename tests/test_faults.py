@@ -1,0 +1,185 @@
+"""Faults lose nothing: bad configs stop before training, checkpoints survive a full disk,
+NaN and OOM explain themselves, interrupted and killed runs resume exactly."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import namedtuple
+from pathlib import Path
+
+import pytest
+import torch
+
+from boneage.errors import ConfigError, DiskFullError, TrainingError
+from boneage.modules import AgeRegressor
+from boneage.resolvers import unique_dir
+from boneage.train import train
+from tests.conftest import TINY, run_cli
+
+DETERMINISTIC = [*TINY, "trainer.deterministic=true", "trainer.max_epochs=3"]
+
+
+def record_of(run_dir: Path) -> dict:
+    return json.loads((run_dir / "run.json").read_text())
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optimizer.lr=-0.001", "optimizer.lr must be a positive number, not -0.001"),
+        ("model.image_size=0", "data.image_size must be a positive integer, not 0"),
+        ("model.batch_size=0", "data.batch_size must be a positive integer, not 0"),
+        ("model.dropout=1.5", "model.dropout must be in [0, 1), not 1.5"),
+        ("data.split.test_fraction=1.2", "data.split.test_fraction must be in [0, 1)"),
+        ("data.split.val_fraction=0.9", "data.split.test_fraction + data.split.val_fraction must leave"),
+        ("model.name=resnet5O", "model.name='resnet5O' is not a timm model. Did you mean: resnet50"),
+        ("scheduler=none", "scheduler.scheduler sets ['warmup_epochs'] but names no scheduler"),
+    ],
+)
+def test_bad_config_values_stop_before_training_and_name_the_key(compose_train, tmp_path, override, message):
+    with pytest.raises(ConfigError) as caught:
+        train(compose_train([*TINY, override]))
+    assert message in str(caught.value)
+    record = record_of(tmp_path / "run")
+    assert record["status"] == "failed" and "history" not in record
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_checkpoint_of_another_model_or_corrupt_is_refused(compose_train, tmp_path):
+    train(compose_train([*TINY], output_dir=tmp_path / "first"))
+    other_model = tmp_path / "first" / "checkpoints" / "last.ckpt"
+    with pytest.raises(ConfigError, match=r"holds a test_resnet model .* model.name=test_efficientnet"):
+        train(compose_train([*TINY, "model.name=test_efficientnet", f"ckpt_path={other_model}"], tmp_path / "b"))
+    corrupt = tmp_path / "corrupt.ckpt"
+    corrupt.write_bytes(other_model.read_bytes()[:1000])
+    with pytest.raises(ConfigError, match="is not a readable boneage checkpoint"):
+        train(compose_train([*TINY, f"ckpt_path={corrupt}"], tmp_path / "c"))
+
+
+def test_non_finite_loss_stops_at_once_with_step_lr_and_hint(compose_train, tmp_path):
+    with pytest.raises(TrainingError, match=r"loss became (nan|inf) at step \d+ \(epoch 0, lr [\d.e+]+\)\. Lower"):
+        train(compose_train([*TINY, "optimizer.lr=1e12", "trainer.max_epochs=5"]))
+    record = record_of(tmp_path / "run")
+    assert record["status"] == "failed" and record["error"].startswith("TrainingError")
+
+
+def test_out_of_memory_suggests_a_smaller_batch_with_the_same_effective_batch(compose_train, monkeypatch):
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(AgeRegressor, "training_step", out_of_memory)
+    with pytest.raises(TrainingError, match=r"data.batch_size=8 trainer.accumulate_grad_batches=2"):
+        train(compose_train(TINY))
+
+
+def test_full_disk_during_a_save_keeps_earlier_checkpoints_and_records_the_path(compose_train, tmp_path, monkeypatch):
+    saves, real_save = [], torch.save
+
+    def save_until_the_disk_fills(obj, destination, *args, **kwargs):
+        saves.append(destination)
+        if len(saves) > 2:  # epoch 0 writes best and last; the disk fills after that
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, destination, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save_until_the_disk_fills)
+    with pytest.raises(DiskFullError, match=r"disk full: no space left on the device while saving .*\.ckpt"):
+        train(compose_train([*TINY, "trainer.max_epochs=3"]))
+    monkeypatch.setattr(torch, "save", real_save)
+    checkpoints = tmp_path / "run" / "checkpoints"
+    assert not list(checkpoints.glob("*.tmp"))
+    for name in ("epoch000-*.ckpt", "last.ckpt"):
+        (path,) = checkpoints.glob(name)
+        assert torch.load(path, weights_only=True)["epoch"] == 0
+    record = record_of(tmp_path / "run")
+    assert record["status"] == "failed" and "disk full" in record["error"] and str(checkpoints) in record["error"]
+
+
+def test_too_little_free_space_stops_before_training(compose_train, tmp_path, monkeypatch):
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr("shutil.disk_usage", lambda path: usage(10**9, 10**9 - 2**20, 2**20))
+    with pytest.raises(DiskFullError, match=r"disk full: .* has 1 MiB free; this run needs about \d+ MiB"):
+        train(compose_train(TINY))
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_run_directory_is_never_reused(compose_train, tmp_path):
+    assert Path(unique_dir(str(tmp_path / "same"))).name == "same"
+    assert Path(unique_dir(str(tmp_path / "same"))).name == "same_1"
+
+    train(compose_train(TINY))
+    before = (tmp_path / "run" / "run.json").read_text()
+    with pytest.raises(ConfigError, match=r"already holds a run .* python -m boneage\.resume"):
+        train(compose_train(TINY))
+    assert (tmp_path / "run" / "run.json").read_text() == before
+
+
+def test_same_config_and_seed_give_the_same_split_and_metrics(compose_train, tmp_path):
+    first = train(compose_train(DETERMINISTIC, output_dir=tmp_path / "a"))
+    second = train(compose_train(DETERMINISTIC, output_dir=tmp_path / "b"))
+    assert first == second
+    assert (tmp_path / "a" / "splits.csv").read_text() == (tmp_path / "b" / "splits.csv").read_text()
+
+
+def start_training(args: list[str], cwd: Path, data_dir: Path) -> subprocess.Popen:
+    env = os.environ | {"BONEAGE_DATA_DIR": str(data_dir)}
+    command = [sys.executable, "-m", "boneage.train", *args]
+    return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_epochs(run_dir: Path, epochs: int, process: subprocess.Popen, timeout: float = 120) -> None:
+    """Until `epochs` epochs are recorded and last.ckpt exists."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            recorded = len(record_of(run_dir).get("history", []))
+            if recorded >= epochs and (run_dir / "checkpoints" / "last.ckpt").is_file():
+                return
+        except (FileNotFoundError, json.JSONDecodeError):
+            pass
+        assert process.poll() is None, process.stderr.read()[-2000:]
+        time.sleep(0.05)
+    raise AssertionError("training did not get that far in time")
+
+
+@pytest.mark.slow
+def test_ctrl_c_records_interrupted_and_saves_a_checkpoint(tmp_path, data_dir):
+    run_dir = tmp_path / "run"
+    process = start_training([*TINY, "trainer.max_epochs=50", f"hydra.run.dir={run_dir}"], tmp_path, data_dir)
+    wait_for_epochs(run_dir, 1, process)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=60) != 0
+    assert record_of(run_dir)["status"] == "interrupted"
+    assert (run_dir / "checkpoints" / "interrupted.ckpt").is_file()
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill_signal", [signal.SIGKILL, signal.SIGTERM])
+def test_a_killed_run_resumes_in_place_and_ends_as_if_never_stopped(tmp_path, data_dir, kill_signal):
+    overrides = [*DETERMINISTIC, "trainer.max_epochs=4", "data.source.n_subjects=150"]
+    whole = run_cli([*overrides, f"hydra.run.dir={tmp_path / 'whole'}"], tmp_path, data_dir)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+
+    run_dir = tmp_path / "killed"
+    process = start_training([*overrides, f"hydra.run.dir={run_dir}"], tmp_path, data_dir)
+    wait_for_epochs(run_dir, 2, process)
+    process.send_signal(kill_signal)
+    assert process.wait(timeout=60) != 0
+    assert record_of(run_dir)["status"] == ("running" if kill_signal == signal.SIGKILL else "interrupted")
+
+    env = os.environ | {"BONEAGE_DATA_DIR": str(data_dir)}
+    resumed = subprocess.run(
+        [sys.executable, "-m", "boneage.resume", str(run_dir)], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    record, reference = record_of(run_dir), record_of(tmp_path / "whole")
+    assert record["status"] == "finished" and record["resumed_from"].endswith("last.ckpt")
+    assert [row["epoch"] for row in record["history"]] == [0, 1, 2, 3]
+    assert record["metrics"] == reference["metrics"]
+    assert not (tmp_path / "outputs").exists()  # the resumed run wrote only into its own folder
