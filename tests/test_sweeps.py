@@ -13,6 +13,7 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from boneage.launch import DeviceSlots
 from boneage.report import build_table
@@ -107,6 +108,12 @@ def test_parallel_sweep_runs_jobs_at_once_and_the_report_ranks_them(tmp_path, da
     baseline_row = table[table["run"] == "dropout/0"].iloc[0]
     assert baseline_row["val_mae_change"] == 0
     assert "dropout/1" in capsys.readouterr().out
+    for job in ("0", "1"):  # TensorBoard on the sweep folder: every job with its hparams and final metrics
+        events = EventAccumulator(str(sweep_dir / job / "tensorboard")).Reload()
+        assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
+        assert events.Scalars("hp/val_mae")[-1].value == pytest.approx(
+            table.set_index("run").loc[f"dropout/{job}", "val_mae"]
+        )
 
 
 @pytest.mark.slow
@@ -149,6 +156,27 @@ def test_report_survives_runs_without_or_with_broken_records(tmp_path):
     table = build_table([tmp_path / "sweep"])
     assert table["status"].tolist() == ["finished", "no record", "unreadable"]
     assert table["run"].tolist() == ["sweep/2", "sweep/0", "sweep/1"]
+
+
+def test_report_compares_architectures_on_error_size_and_speed(tmp_path):
+    for job, (model, mae, parameters, ms) in enumerate(
+        [("resnet50", 1.2, 25e6, 9.0), ("convnext_tiny", 1.1, 28e6, 12.0)]
+    ):
+        record = {
+            "status": "finished",
+            "metrics": {"val/mae": mae, "test/mae": mae + 0.1},
+            "config": {"model": {"name": model, "dropout": 0.3}},
+            "model": {"parameters": parameters},
+            "speed": {"inference_ms_per_image": ms},
+        }
+        (tmp_path / "arch" / str(job)).mkdir(parents=True)
+        (tmp_path / "arch" / str(job) / "run.json").write_text(json.dumps(record))
+    report_main([str(tmp_path / "arch")])
+    table = pd.read_csv(tmp_path / "arch" / "report.csv")
+    assert table["model"].tolist() == ["convnext_tiny", "resnet50"]
+    assert table["inference_ms"].tolist() == [12.0, 9.0]
+    assert (tmp_path / "arch" / "architectures.png").is_file()
+    assert not (tmp_path / "arch" / "mae_vs_dropout.png").exists()  # dropout did not vary
 
 
 def test_report_cli_names_a_missing_folder(tmp_path):
