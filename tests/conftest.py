@@ -65,10 +65,19 @@ def compose_train(data_dir: Path, tmp_path: Path):
     GlobalHydra.instance().clear()
 
 
-def run_cli(args: list[str], cwd: Path, data_dir: Path, timeout: int = 600) -> subprocess.CompletedProcess:
-    """`python -m boneage.train ARGS` in a fresh process, as a user runs it."""
+def compose_app(config_name: str, overrides: list[str]) -> DictConfig:
+    """The config of another boneage command (evaluate, predict) as its CLI composes it."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name, overrides=overrides)
+
+
+def run_cli(
+    args: list[str], cwd: Path, data_dir: Path, timeout: int = 600, app: str = "boneage.train"
+) -> subprocess.CompletedProcess:
+    """`python -m boneage.train ARGS` (or another boneage command) in a fresh process, as a user runs it."""
     env = os.environ | {"BONEAGE_DATA_DIR": str(data_dir), "HYDRA_FULL_ERROR": "0"}
     return subprocess.run(
-        [sys.executable, "-m", "boneage.train", *args],
+        [sys.executable, "-m", app, *args],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip

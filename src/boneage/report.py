@@ -28,7 +28,7 @@ PARAMETERS = ("model", "dropout", "lr", "weight_decay", "loss", "batch_size", "i
 LOG_SCALE = ("lr", "weight_decay")
 COLUMNS = (
     "run", "status", "val_mae", "best_epoch", "test_mae", *PARAMETERS,
-    "age_bin_width", "parameters", "inference_ms", "duration_s",
+    "age_bin_width", "fold", "parameters", "inference_ms", "duration_s",
 )  # fmt: skip
 
 
@@ -69,6 +69,7 @@ def run_row(run_dir: Path, root: Path) -> dict[str, Any]:
         "image_size": data.get("image_size"),
         "clahe": data.get("clahe"),
         "age_bin_width": (data.get("split") or {}).get("age_bin_width"),
+        "fold": (data.get("split") or {}).get("fold") if (data.get("split") or {}).get("folds") else None,
         "parameters": (record.get("model") or {}).get("parameters"),
         "inference_ms": (record.get("speed") or {}).get("inference_ms_per_image"),
         "duration_s": record.get("duration_s"),
@@ -98,6 +99,18 @@ def compare_with_baseline(table: pd.DataFrame, baseline: str) -> pd.DataFrame:
         table[f"{metric}_change"] = table[metric] - reference[metric]
         table[f"{metric}_change_pct"] = 100 * table[f"{metric}_change"] / reference[metric]
     return table
+
+
+def aggregate_folds(table: pd.DataFrame) -> pd.DataFrame:
+    """Cross-validation: mean and standard deviation of each metric over the folds of a setting."""
+    finished = table[(table["status"] == "finished") & table["fold"].notna()]
+    if finished.empty:
+        return pd.DataFrame()
+    setting = [name for name in PARAMETERS if finished[name].notna().any()]
+    grouped = finished.groupby([finished[name].astype(str) for name in setting])
+    summary = grouped[["val_mae", "test_mae"]].agg(["mean", "std"])
+    summary.columns = [f"{metric}_{statistic}" for metric, statistic in summary.columns]
+    return summary.assign(folds=grouped.size()).reset_index()
 
 
 def swept_parameters(table: pd.DataFrame) -> list[str]:
@@ -150,7 +163,7 @@ def _plot_architectures(finished: pd.DataFrame, path: Path) -> Path:
     return path
 
 
-def write_report(table: pd.DataFrame, out_dir: Path) -> list[Path]:
+def write_report(table: pd.DataFrame, folds: pd.DataFrame, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     shown = table.drop(columns="error")
     shown.to_csv(out_dir / "report.csv")
@@ -159,8 +172,13 @@ def write_report(table: pd.DataFrame, out_dir: Path) -> list[Path]:
     if len(failed):
         lines += ["## Runs that did not finish", ""]
         lines += [f"- `{row.run}`: {_failure(row)}" for row in failed.itertuples()]
+    written = [out_dir / "report.csv", out_dir / "report.md"]
+    if not folds.empty:
+        folds.to_csv(out_dir / "report_folds.csv", index=False)
+        lines += ["## Cross-validation (mean and std over folds)", "", folds.to_markdown(index=False), ""]
+        written.append(out_dir / "report_folds.csv")
     (out_dir / "report.md").write_text("\n".join(lines) + "\n")
-    return [out_dir / "report.csv", out_dir / "report.md", *plot_sweeps(table, out_dir)]
+    return [*written, *plot_sweeps(table, out_dir)]
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -177,9 +195,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(f"no runs under {', '.join(map(str, args.paths))}")
     if args.baseline:
         table = compare_with_baseline(table, args.baseline)
-    written = write_report(table, args.out or args.paths[0])
+    folds = aggregate_folds(table)
+    written = write_report(table, folds, args.out or args.paths[0])
     with pd.option_context("display.width", 200, "display.max_columns", None):
         print(table.drop(columns="error").to_string(float_format=lambda v: f"{v:.4g}"))
+    if not folds.empty:
+        print("cross-validation (mean and std over folds):\n" + folds.to_string(index=False))
     failed = table[table["status"] != "finished"]
     for row in failed.itertuples():
         print(f"not finished: {row.run}: {_failure(row)}")

@@ -26,6 +26,8 @@ class SubjectSplit:
     age_bin_width: float = 10.0  # in the table's age unit; subjects binned by their mean age
     seed: int = 42
     min_subjects_per_bin: int = 3  # a thinner age bin cannot be shared out between the sets
+    folds: int | None = None  # k-fold cross-validation: test fixed, the rest rotated through k folds
+    fold: int = 0  # with folds: the fold that is the validation set (the others train)
 
     def __post_init__(self) -> None:
         for key in ("test_fraction", "val_fraction"):
@@ -39,6 +41,10 @@ class SubjectSplit:
             )
         if self.age_bin_width <= 0:
             raise ConfigError(f"data.split.age_bin_width must be positive, not {self.age_bin_width}.")
+        if self.folds is not None and not (self.folds >= 2 and 0 <= self.fold < self.folds):
+            raise ConfigError(
+                f"data.split.folds must be 2 or more and data.split.fold in [0, folds); got {self.folds}, {self.fold}."
+            )
 
     def assign(self, table: pd.DataFrame) -> pd.Series:
         """The set ('train', 'val' or 'test') of every row of `table`, by its subject."""
@@ -47,12 +53,18 @@ class SubjectSplit:
         self._check_bins_are_populated(age_bin)
         rng = np.random.default_rng(self.seed)
         subject_set = pd.Series("train", index=subject_age.index, dtype=object)
+        dealt = 0  # subjects dealt to folds so far: bins continue the rotation, so folds stay equal in size
         for _, members in subject_age.groupby(age_bin):
             shuffled = rng.permutation(members.index.to_numpy())
             n_test = round(len(shuffled) * self.test_fraction)
-            n_val = round(len(shuffled) * self.val_fraction)
             subject_set[shuffled[:n_test]] = "test"
-            subject_set[shuffled[n_test : n_test + n_val]] = "val"
+            rest = shuffled[n_test:]
+            if self.folds:
+                in_fold = (dealt + np.arange(len(rest))) % self.folds == self.fold
+                subject_set[rest[in_fold]] = "val"
+                dealt += len(rest)
+            else:
+                subject_set[rest[: round(len(shuffled) * self.val_fraction)]] = "val"
         self._check_none_empty(subject_set)
         return table["subject"].map(subject_set).rename("set")
 
@@ -70,7 +82,7 @@ class SubjectSplit:
             )
 
     def _check_none_empty(self, subject_set: pd.Series) -> None:
-        wanted = {"train": 1.0, "val": self.val_fraction, "test": self.test_fraction}
+        wanted = {"train": 1.0, "val": 1 / self.folds if self.folds else self.val_fraction, "test": self.test_fraction}
         counts = subject_set.value_counts()
         for name, fraction in wanted.items():
             if fraction > 0 and counts.get(name, 0) == 0:

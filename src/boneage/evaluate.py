@@ -1,0 +1,73 @@
+"""`python -m boneage.evaluate run=<run>`: metrics, predictions, plots and a report of trained runs.
+
+By default a run is evaluated on its own test subjects, read from its `splits.csv`, so the
+test set is exactly the one held out in training; `data=table ...` evaluates on a table.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import hydra
+import pandas as pd
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from boneage.datamodules.validation import describe
+from boneage.errors import DataError
+from boneage.evaluation.ensemble import load_members, plain, predict_members, shared_test_rows
+from boneage.evaluation.inference import TrainedRun
+from boneage.evaluation.markdown import write_markdown
+from boneage.evaluation.metrics import evaluation_metrics, regression_metrics
+from boneage.evaluation.plots import plot_evaluation
+from boneage.records import now
+from boneage.resolvers import register_resolvers, unique_dir
+
+
+def evaluate(cfg: DictConfig) -> Path:
+    """Evaluates the run or ensemble of `cfg`; returns the folder the results went to."""
+    members = load_members(cfg.run, plain(cfg.ensemble), cfg.sweep)
+    rows, evaluated_on = _rows(cfg, members)
+    tta = plain(cfg.tta)
+    combined, per_member = predict_members(members, rows, tta, plain(cfg.weights))
+    predictions = rows[["image", "subject", "sex", "age"]].assign(predicted=combined, error=combined - rows["age"])
+    metrics = evaluation_metrics(predictions, cfg.limits, cfg.age_bin_width, cfg.bootstrap, cfg.seed)
+    metrics |= {"runs": list(per_member), "tta": tta, "unit": members[0].unit, "evaluated_on": evaluated_on}
+    if len(members) > 1:
+        metrics["members"] = {name: regression_metrics(rows["age"], values) for name, values in per_member.items()}
+        for index, values in enumerate(per_member.values()):
+            predictions[f"predicted_member{index}"] = values
+
+    out = Path(cfg.output_dir or unique_dir(str(members[0].run_dir / "evaluation" / now()[:19].replace(":", "-"))))
+    out.mkdir(parents=True, exist_ok=True)
+    predictions.to_csv(out / "predictions.csv", index=False)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    plots = plot_evaluation(predictions, metrics["mae_per_age_bin"], members[0].unit, out)
+    write_markdown(metrics, plots, out / "report.md")
+    image = metrics["image"]
+    print(f"MAE {image['mae']:.3f} {members[0].unit} (95% CI {image['mae_ci95'][0]:.3f}-{image['mae_ci95'][1]:.3f}), "
+          f"RMSE {image['rmse']:.3f}, r {image['pearson_r']:.3f} on {image['n']} images; results in {out}")  # fmt: skip
+    return out
+
+
+def _rows(cfg: DictConfig, members: list[TrainedRun]) -> tuple[pd.DataFrame, str]:
+    if cfg.get("data") is None:
+        return shared_test_rows(members), "the runs' own test subjects"
+    table = instantiate(cfg.data.source).load()
+    bad = table["problem"].notna()
+    if bad.any():
+        raise DataError(describe(table[bad], cfg.data.source.path))
+    return table, f"all of {cfg.data.source.path}"
+
+
+register_resolvers()
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="evaluate")
+def main(cfg: DictConfig) -> None:
+    evaluate(cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Evaluation of trained runs: metrics, test-time augmentation, ensembles, reports."""

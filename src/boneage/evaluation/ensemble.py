@@ -1,0 +1,73 @@
+"""Which trained runs to use, and their (weighted) average prediction."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from omegaconf import OmegaConf
+
+from boneage.errors import ConfigError
+from boneage.evaluation.inference import TrainedRun, load_run
+from boneage.report import find_runs, run_row
+
+TOP_PREFIX = "top"
+
+
+def load_members(run: str | None, ensemble: Sequence[str] | str | None, sweep: str | None) -> list[TrainedRun]:
+    """`run=X` alone, `ensemble=[A,B,...]`, or `ensemble=topN` with `sweep=` (best N by val MAE)."""
+    if (run is None) == (ensemble is None):
+        raise ConfigError("Name either run=<run dir or checkpoint> or ensemble=[run, run, ...] (or topN).")
+    if run is not None:
+        return [load_run(run)]
+    if isinstance(ensemble, str):
+        return [load_run(path) for path in best_runs(ensemble, sweep)]
+    if len(ensemble) < 2:
+        raise ConfigError("An ensemble needs at least two runs; use run=<run> for one.")
+    return [load_run(path) for path in ensemble]
+
+
+def best_runs(selector: str, sweep: str | None) -> list[Path]:
+    """The N finished runs with the lowest val MAE under `sweep` (selector 'topN')."""
+    count = selector.removeprefix(TOP_PREFIX)
+    if not selector.startswith(TOP_PREFIX) or not count.isdigit() or int(count) < 2:
+        raise ConfigError(f"ensemble={selector!r}: use a list of runs or topN with N >= 2 (e.g. top3).")
+    if not sweep or not Path(sweep).is_dir():
+        raise ConfigError(f"ensemble={selector} needs sweep=<folder of runs> to choose from (got {sweep!r}).")
+    runs = find_runs([Path(sweep)])
+    scored = [(row["val_mae"], run) for run in runs if (row := run_row(run, Path(sweep))).get("status") == "finished"]
+    scored = sorted((mae, run) for mae, run in scored if mae is not None)
+    if len(scored) < int(count):
+        raise ConfigError(f"ensemble={selector}: only {len(scored)} finished run(s) under {sweep}.")
+    return [run for _, run in scored[: int(count)]]
+
+
+def plain(value: Any) -> Any:
+    """A command-line option as plain Python (lists arrive as OmegaConf ListConfig)."""
+    return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+
+
+def predict_members(
+    members: Sequence[TrainedRun], rows: pd.DataFrame, tta: Sequence[str] | str, weights: Sequence[float] | None = None
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Each member's predictions (with its own preprocessing) and their weighted mean."""
+    if weights is not None and len(weights) != len(members):
+        raise ConfigError(f"weights has {len(weights)} values for {len(members)} ensemble members.")
+    per_member = {member.name: member.predict(rows, tta) for member in members}
+    combined = np.average(np.stack(list(per_member.values())), axis=0, weights=weights)
+    return combined, per_member
+
+
+def shared_test_rows(members: Sequence[TrainedRun]) -> pd.DataFrame:
+    """The test subjects all members held out; members trained on other splits cannot be compared."""
+    rows = members[0].test_rows
+    for member in members[1:]:
+        if set(member.test_rows["image"]) != set(rows["image"]):
+            raise ConfigError(
+                f"{member.name} was tested on other images than {members[0].name}: ensemble runs must share "
+                "the data and split (data.split.seed), or evaluate them on a table with data=table ..."
+            )
+    return rows

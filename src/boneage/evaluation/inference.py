@@ -1,0 +1,117 @@
+"""Trained runs as predictors: each with its own network and its own preprocessing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import DataLoader
+
+from boneage.checks import check_checkpoint
+from boneage.datamodules.dataset import AgeImageDataset
+from boneage.datamodules.transforms import build_pipeline, preprocessing
+from boneage.errors import ConfigError
+from boneage.modules import AgeRegressor
+from boneage.records import RECORD_NAME
+
+# A view is a scale factor (1.0: the image as preprocessed) or "hflip".
+TTA_VIEWS = {"none": (1.0,), "hflip": (1.0, "hflip"), "multiscale": (0.9, 1.0, 1.1)}
+
+
+@dataclass
+class TrainedRun:
+    """A run's best network with the preprocessing it was trained with."""
+
+    run_dir: Path
+    checkpoint: Path
+    config: DictConfig
+    module: AgeRegressor
+
+    @property
+    def name(self) -> str:
+        return f"{self.run_dir.parent.name}/{self.run_dir.name}"
+
+    @property
+    def unit(self) -> str:
+        try:
+            return json.loads((self.run_dir / RECORD_NAME).read_text())["data"]["age_unit"]
+        except (OSError, KeyError, TypeError, json.JSONDecodeError):
+            return str(self.config.data.source.get("age_unit", "years"))
+
+    @property
+    def test_rows(self) -> pd.DataFrame:
+        """The run's own held-out test subjects, as its split recorded them."""
+        splits = pd.read_csv(self.run_dir / "splits.csv")
+        return splits[splits["set"] == "test"].reset_index(drop=True)
+
+    def predict(self, rows: pd.DataFrame, tta: Sequence[str] = ("none",), batch_size: int = 32) -> np.ndarray:
+        """Predicted ages for the images of `rows` (column `image`), averaged over TTA views."""
+        data = self.config.data
+        pipeline = build_pipeline(
+            preprocessing(data.image_size, data.clahe, data.clahe_clip_limit, data.clahe_tile_grid)
+        )
+        table = rows.assign(age=rows.get("age", np.nan))
+        loader = DataLoader(AgeImageDataset(table, pipeline), batch_size=batch_size)
+        views = tta_views(tta)
+        predictions = []
+        with torch.inference_mode():
+            for batch in loader:
+                predictions.append(torch.stack([self.module(view(batch["image"], v)) for v in views]).mean(0))
+        return torch.cat(predictions).numpy()
+
+
+def tta_views(tta: Sequence[str] | str) -> list[str | float]:
+    """The views to average: `none`, `hflip`, `multiscale`, or a list of them."""
+    names = [tta] if isinstance(tta, str) else list(tta)
+    unknown = [name for name in names if name not in TTA_VIEWS]
+    if unknown:
+        raise ConfigError(f"tta={unknown} is not one of {sorted(TTA_VIEWS)}.")
+    return list(dict.fromkeys(v for name in names for v in TTA_VIEWS[name]))
+
+
+def view(images: torch.Tensor, how: str | float) -> torch.Tensor:
+    if how == "hflip":
+        return images.flip(-1)
+    if how == 1.0:
+        return images
+    return F.interpolate(images, scale_factor=float(how), mode="bilinear", align_corners=False)
+
+
+def load_run(target: str | Path) -> TrainedRun:
+    """A run directory (its best checkpoint) or a checkpoint inside a run directory."""
+    path = Path(target).expanduser().resolve()
+    if path.is_dir():
+        run_dir, checkpoint = path, _best_checkpoint(path)
+    elif path.is_file():
+        run_dir, checkpoint = path.parent.parent, path
+    else:
+        raise ConfigError(f"run={target}: no such run directory or checkpoint.")
+    config_file = run_dir / ".hydra" / "config.yaml"
+    if not config_file.is_file():
+        raise ConfigError(f"run={target}: {config_file} is missing; it holds the run's preprocessing settings.")
+    config = OmegaConf.load(config_file)
+    module = AgeRegressor(config.model.name, pretrained=False, dropout=config.model.dropout)
+    check_checkpoint(str(checkpoint), module, config.model.name)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    module.load_state_dict(state)
+    return TrainedRun(run_dir, checkpoint, config, module.eval())
+
+
+def _best_checkpoint(run_dir: Path) -> Path:
+    try:
+        best = json.loads((run_dir / RECORD_NAME).read_text()).get("best_checkpoint")
+    except (OSError, json.JSONDecodeError):
+        best = None
+    candidates = [Path(best)] if best else []
+    candidates += [*sorted((run_dir / "checkpoints").glob("epoch*.ckpt")), run_dir / "checkpoints" / "last.ckpt"]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(f"run={run_dir}: it has no checkpoint (did it finish an epoch?).")

@@ -1,0 +1,49 @@
+"""report.md: the evaluation's figures in one page that reads on its own."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+FIGURES = (
+    ("mae", "MAE"), ("mae_ci95", "MAE 95% CI"), ("rmse", "RMSE"), ("median_ae", "median absolute error"),
+    ("bias", "mean signed error (bias)"), ("pearson_r", "Pearson r"), ("spearman_rho", "Spearman rho"), ("r2", "R²"),
+)  # fmt: skip
+
+
+def write_markdown(metrics: Mapping[str, Any], plots: Sequence[Path], path: Path) -> None:
+    unit = metrics["unit"]
+    lines = [
+        "# Evaluation",
+        "",
+        f"Runs: {', '.join(f'`{run}`' for run in metrics['runs'])}; test-time augmentation: {metrics['tta']}; "
+        f"{metrics['image']['n']} images of {metrics['subject']['n']} subjects ({metrics['evaluated_on']}). "
+        f"Errors in {unit}.",
+        "",
+        "| figure | per image | per subject (mean of its images) |",
+        "|---|---|---|",
+    ]
+    within = [key for key in metrics["image"] if key.startswith("within_")]
+    for key, label in (*FIGURES, *((key, f"share within {key.removeprefix('within_')} {unit}") for key in within)):
+        lines.append(f"| {label} | {_fmt(metrics['image'][key])} | {_fmt(metrics['subject'][key])} |")
+    for title, key in (("MAE per age bin", "mae_per_age_bin"), ("MAE per sex", "mae_per_sex")):
+        if key in metrics:
+            lines += ["", f"## {title}", "", "| group | MAE | images |", "|---|---|---|"]
+            lines += [f"| {group} | {_fmt(v['mae'])} | {v['n']} |" for group, v in metrics[key].items()]
+    if "members" in metrics:
+        lines += ["", "## Ensemble against its members (same images)", "", "| model | MAE | RMSE | Pearson r |"]
+        lines += ["|---|---|---|---|", _member_row("ensemble", metrics["image"])]
+        lines += [_member_row(name, figures) for name, figures in metrics["members"].items()]
+    lines += ["", "## Figures", ""] + [f"![{plot.stem}]({plot.name})" for plot in plots]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _member_row(name: str, figures: Mapping[str, float]) -> str:
+    return f"| {name} | {_fmt(figures['mae'])} | {_fmt(figures['rmse'])} | {_fmt(figures['pearson_r'])} |"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, list | tuple):
+        return "–".join(_fmt(v) for v in value)
+    return f"{value:.3f}" if isinstance(value, float) else str(value)

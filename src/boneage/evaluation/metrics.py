@@ -1,0 +1,72 @@
+"""The figures clinicians expect of an age estimate, from true and predicted ages."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+
+def regression_metrics(true: np.ndarray, predicted: np.ndarray, limits: Sequence[float] = ()) -> dict[str, float]:
+    """MAE, RMSE, median absolute error, mean signed error (bias), Pearson r, Spearman rho,
+    R2, and the share of predictions within each of `limits` of the truth."""
+    true, predicted = np.asarray(true, float), np.asarray(predicted, float)
+    error = predicted - true
+    absolute = np.abs(error)
+    varied = len(true) > 1 and np.ptp(true) > 0 and np.ptp(predicted) > 0
+    figures = {
+        "n": len(true),
+        "mae": float(absolute.mean()),
+        "rmse": float(np.sqrt((error**2).mean())),
+        "median_ae": float(np.median(absolute)),
+        "bias": float(error.mean()),
+        "pearson_r": float(stats.pearsonr(true, predicted)[0]) if varied else float("nan"),
+        "spearman_rho": float(stats.spearmanr(true, predicted)[0]) if varied else float("nan"),
+        "r2": float(1 - (error**2).sum() / ((true - true.mean()) ** 2).sum()) if np.ptp(true) > 0 else float("nan"),
+    }
+    for limit in limits:
+        figures[f"within_{limit:g}"] = float((absolute <= limit).mean())
+    return figures
+
+
+def bootstrap_mae_interval(
+    true: np.ndarray, predicted: np.ndarray, resamples: int = 2000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the MAE (resampling predictions with replacement)."""
+    absolute = np.abs(np.asarray(predicted, float) - np.asarray(true, float))
+    rng = np.random.default_rng(seed)
+    means = absolute[rng.integers(0, len(absolute), (resamples, len(absolute)))].mean(axis=1)
+    tail = (1 - level) / 2
+    return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
+
+
+def grouped_mae(predictions: pd.DataFrame, by: pd.Series) -> dict[Any, dict[str, float]]:
+    """MAE and count per group (age bin, sex), in the groups' natural order."""
+    error = (predictions["predicted"] - predictions["age"]).abs()
+    return {name: {"mae": float(group.mean()), "n": len(group)} for name, group in error.groupby(by)}
+
+
+def subject_level(predictions: pd.DataFrame) -> pd.DataFrame:
+    """One row per subject: the mean of its images' true and predicted ages."""
+    return predictions.groupby("subject", sort=False)[["age", "predicted"]].mean().reset_index()
+
+
+def evaluation_metrics(
+    predictions: pd.DataFrame, limits: Sequence[float], age_bin_width: float, resamples: int, seed: int
+) -> dict[str, Any]:
+    """Image- and subject-level figures, per age bin and per sex, with a bootstrap MAE interval."""
+    result: dict[str, Any] = {}
+    for level, rows in (("image", predictions), ("subject", subject_level(predictions))):
+        figures = regression_metrics(rows["age"], rows["predicted"], limits)
+        figures["mae_ci95"] = bootstrap_mae_interval(rows["age"], rows["predicted"], resamples, seed)
+        result[level] = figures
+    bin_start = np.floor(predictions["age"] / age_bin_width) * age_bin_width
+    result["mae_per_age_bin"] = {
+        f"[{low:g}, {low + age_bin_width:g})": figures for low, figures in grouped_mae(predictions, bin_start).items()
+    }
+    if "sex" in predictions and predictions["sex"].notna().any():
+        result["mae_per_sex"] = grouped_mae(predictions, predictions["sex"].fillna("unknown"))
+    return result

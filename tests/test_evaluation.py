@@ -1,0 +1,148 @@
+"""Evaluation, test-time augmentation, ensembles, prediction and cross-validation folds."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from boneage.datamodules.splits import SubjectSplit
+from boneage.evaluate import evaluate
+from boneage.evaluation.inference import load_run, tta_views
+from boneage.evaluation.metrics import evaluation_metrics, regression_metrics
+from boneage.predict import predict
+from boneage.report import aggregate_folds, build_table
+from tests.conftest import TINY, compose_app, run_cli
+from tests.test_splits import longitudinal_table
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory, data_dir):
+    """Two short demo runs on the same split (data.split.seed) with different training seeds."""
+    root = tmp_path_factory.mktemp("runs")
+    runs = []
+    for seed in (1, 2):
+        run = root / f"seed{seed}"
+        args = [*TINY, "trainer.max_epochs=3", f"seed={seed}", "data.split.seed=7", f"hydra.run.dir={run}"]
+        result = run_cli(args, root, data_dir)
+        assert result.returncode == 0, result.stderr[-2000:]
+        runs.append(run)
+    return runs
+
+
+def test_metrics_match_hand_computed_values():
+    true, predicted = np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.5, 2.0, 2.0, 5.0])
+    figures = regression_metrics(true, predicted, limits=[0.5, 1])
+    assert figures["mae"] == pytest.approx(0.625)
+    assert figures["rmse"] == pytest.approx(0.75)
+    assert figures["median_ae"] == pytest.approx(0.75)
+    assert figures["bias"] == pytest.approx(0.125)
+    assert figures["r2"] == pytest.approx(1 - 2.25 / 5)
+    assert figures["pearson_r"] == pytest.approx(np.corrcoef(true, predicted)[0, 1])
+    assert figures["spearman_rho"] == pytest.approx(0.9486833)  # ranks 1,2.5,2.5,4 vs 1,2,3,4
+    assert (figures["within_0.5"], figures["within_1"]) == (0.5, 1.0)
+
+
+def test_subject_level_bins_sex_and_interval():
+    predictions = pd.DataFrame(
+        {"subject": ["a", "a", "b", "b"], "sex": ["F", "F", "M", "M"],
+         "age": [1.0, 2.0, 3.0, 4.0], "predicted": [1.5, 2.0, 2.0, 5.0]}
+    )  # fmt: skip
+    result = evaluation_metrics(predictions, limits=[1], age_bin_width=2, resamples=500, seed=0)
+    assert result["subject"]["mae"] == pytest.approx((0.25 + 0.0) / 2)  # means: a 1.5 vs 1.75, b 3.5 vs 3.5
+    assert result["mae_per_age_bin"] == {"[0, 2)": {"mae": 0.5, "n": 1}, "[2, 4)": {"mae": 0.5, "n": 2},
+                                         "[4, 6)": {"mae": 1.0, "n": 1}}  # fmt: skip
+    assert result["mae_per_sex"] == {"F": {"mae": 0.25, "n": 2}, "M": {"mae": 1.0, "n": 2}}
+    low, high = result["image"]["mae_ci95"]
+    assert 0 <= low <= 0.625 <= high <= 1.0
+
+
+@pytest.mark.slow
+def test_evaluating_a_run_reproduces_the_test_mae_of_training(two_runs, tmp_path):
+    run = two_runs[0]
+    out = evaluate(compose_app("evaluate", [f"run={run}", f"output_dir={tmp_path / 'eval'}"]))
+    metrics = json.loads((out / "metrics.json").read_text())
+    logged = json.loads((run / "run.json").read_text())["metrics"]["test/mae"]
+    assert metrics["image"]["mae"] == pytest.approx(logged, abs=1e-4)
+    predictions = pd.read_csv(out / "predictions.csv")
+    assert len(predictions) == metrics["image"]["n"] and set(predictions) >= {"subject", "age", "predicted", "error"}
+    for name in ("report.md", "predicted_vs_true.png", "bland_altman.png", "mae_per_age_bin.png"):
+        assert (out / name).is_file(), name
+    assert "per subject" in (out / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_an_ensemble_is_no_worse_than_its_members_on_average(two_runs, tmp_path):
+    overrides = [f"ensemble=[{two_runs[0]},{two_runs[1]}]", f"output_dir={tmp_path / 'ens'}"]
+    metrics = json.loads((evaluate(compose_app("evaluate", overrides)) / "metrics.json").read_text())
+    members = [figures["mae"] for figures in metrics["members"].values()]
+    assert len(members) == 2 and metrics["image"]["mae"] <= np.mean(members) + 1e-9
+    assert "Ensemble against its members" in (tmp_path / "ens" / "report.md").read_text()
+
+    top = evaluate(
+        compose_app("evaluate", ["ensemble=top2", f"sweep={two_runs[0].parent}", f"output_dir={tmp_path / 't'}"])
+    )
+    assert json.loads((top / "metrics.json").read_text())["image"]["mae"] == pytest.approx(metrics["image"]["mae"])
+
+
+@pytest.mark.slow
+def test_hflip_tta_averages_the_image_and_its_mirror(two_runs):
+    run = load_run(two_runs[0])
+    rows = run.test_rows.head(4)
+    data = run.config.data
+    from boneage.datamodules.images import read_grayscale
+    from boneage.datamodules.transforms import build_pipeline, preprocessing
+
+    pipeline = build_pipeline(preprocessing(data.image_size, data.clahe, data.clahe_clip_limit, data.clahe_tile_grid))
+    images = torch.stack([pipeline(image=read_grayscale(path))["image"] for path in rows["image"]])
+    with torch.inference_mode():
+        expected = ((run.module(images) + run.module(images.flip(-1))) / 2).numpy()
+        plain = run.module(images).numpy()
+    assert np.allclose(run.predict(rows, "hflip"), expected, atol=1e-5)
+    assert not np.allclose(run.predict(rows, "hflip"), plain, atol=1e-5)
+
+
+def test_tta_views_combine_without_repeating_the_plain_view():
+    assert tta_views("none") == [1.0]
+    assert tta_views(["hflip", "multiscale"]) == [1.0, "hflip", 0.9, 1.1]
+
+
+@pytest.mark.slow
+def test_predict_on_a_folder_writes_one_row_per_image(two_runs, tmp_path):
+    folder = tmp_path / "new"
+    folder.mkdir()
+    for path in load_run(two_runs[0]).test_rows["image"].head(5):
+        shutil.copy(path, folder)
+    output = tmp_path / "ages.csv"
+    predict(compose_app("predict", [f"run={two_runs[0]}", f"input={folder}", f"output={output}"]))
+    table = pd.read_csv(output)
+    assert len(table) == 5 and table["predicted_age"].between(0, 30).all()
+    assert sorted(table["image"].map(lambda p: p.rsplit("/", 1)[-1])) == sorted(p.name for p in folder.iterdir())
+
+
+def test_folds_partition_the_non_test_subjects():
+    table = longitudinal_table(n_subjects=500)
+    assignments = [SubjectSplit(folds=5, fold=fold).assign(table) for fold in range(5)]
+    tests = {frozenset(table["subject"][a == "test"]) for a in assignments}
+    assert len(tests) == 1  # the test set is the same in every fold
+    vals = [set(table["subject"][a == "val"]) for a in assignments]
+    assert all(not (vals[i] & vals[j]) for i in range(5) for j in range(i + 1, 5))
+    assert set().union(*vals) == set(table["subject"]) - next(iter(tests))
+    assert max(map(len, vals)) - min(map(len, vals)) <= 1
+
+
+def test_report_aggregates_metrics_over_folds(tmp_path):
+    for fold, mae in enumerate([1.0, 2.0, 3.0]):
+        record = {
+            "status": "finished",
+            "metrics": {"val/mae": mae, "test/mae": mae + 1},
+            "config": {"model": {"name": "resnet50"}, "data": {"split": {"folds": 3, "fold": fold}}},
+        }
+        (tmp_path / "cv" / str(fold)).mkdir(parents=True)
+        (tmp_path / "cv" / str(fold) / "run.json").write_text(json.dumps(record))
+    folds = aggregate_folds(build_table([tmp_path / "cv"]))
+    assert folds.loc[0, ["val_mae_mean", "val_mae_std", "test_mae_mean", "folds"]].tolist() == [2.0, 1.0, 3.0, 3]
