@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
+from boneage.datamodules.images import read_grayscale
 from boneage.datamodules.splits import SubjectSplit
 from boneage.evaluate import evaluate
 from boneage.evaluation.inference import load_run, tta_views
@@ -22,12 +23,19 @@ from tests.test_splits import longitudinal_table
 
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory, data_dir):
-    """Two short demo runs on the same split (data.split.seed) with different training seeds."""
+    """Two short demo runs on the same split (data.split.seed) with other seeds and preprocessing."""
     root = tmp_path_factory.mktemp("runs")
     runs = []
-    for seed in (1, 2):
+    for seed, preprocessing in ((1, []), (2, ["model.image_size=40", "data.clahe=true"])):
         run = root / f"seed{seed}"
-        args = [*TINY, "trainer.max_epochs=3", f"seed={seed}", "data.split.seed=7", f"hydra.run.dir={run}"]
+        args = [
+            *TINY,
+            "trainer.max_epochs=3",
+            f"seed={seed}",
+            "data.split.seed=7",
+            f"hydra.run.dir={run}",
+            *preprocessing,
+        ]
         result = run_cli(args, root, data_dir)
         assert result.returncode == 0, result.stderr[-2000:]
         runs.append(run)
@@ -76,7 +84,21 @@ def test_evaluating_a_run_reproduces_the_test_mae_of_training(two_runs, tmp_path
 
 
 @pytest.mark.slow
+def test_evaluating_on_a_table_uses_all_its_rows(two_runs, tmp_path, data_dir):
+    (labels,) = data_dir.glob("synthetic/hands_n60_*/labels.csv")
+    overrides = [
+        f"run={two_runs[0]}", "data=table",
+        f"data.source.path={labels}", f"data.source.image_dir={labels.parent}/images",
+        "data.source.columns.age=age_years", "data.source.columns.subject=subject", "data.source.columns.sex=sex",
+        f"output_dir={tmp_path / 'table'}",
+    ]  # fmt: skip
+    metrics = json.loads((evaluate(compose_app("evaluate", overrides)) / "metrics.json").read_text())
+    assert metrics["image"]["n"] == len(pd.read_csv(labels)) and metrics["evaluated_on"].endswith("labels.csv")
+
+
+@pytest.mark.slow
 def test_an_ensemble_is_no_worse_than_its_members_on_average(two_runs, tmp_path):
+    """The members differ in image size and CLAHE: each predicts with its own preprocessing."""
     overrides = [f"ensemble=[{two_runs[0]},{two_runs[1]}]", f"output_dir={tmp_path / 'ens'}"]
     metrics = json.loads((evaluate(compose_app("evaluate", overrides)) / "metrics.json").read_text())
     members = [figures["mae"] for figures in metrics["members"].values()]
@@ -93,12 +115,7 @@ def test_an_ensemble_is_no_worse_than_its_members_on_average(two_runs, tmp_path)
 def test_hflip_tta_averages_the_image_and_its_mirror(two_runs):
     run = load_run(two_runs[0])
     rows = run.test_rows.head(4)
-    data = run.config.data
-    from boneage.datamodules.images import read_grayscale
-    from boneage.datamodules.transforms import build_pipeline, preprocessing
-
-    pipeline = build_pipeline(preprocessing(data.image_size, data.clahe, data.clahe_clip_limit, data.clahe_tile_grid))
-    images = torch.stack([pipeline(image=read_grayscale(path))["image"] for path in rows["image"]])
+    images = torch.stack([run.pipeline(image=read_grayscale(path))["image"] for path in rows["image"]])
     with torch.inference_mode():
         expected = ((run.module(images) + run.module(images.flip(-1))) / 2).numpy()
         plain = run.module(images).numpy()

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import albumentations as A
 import numpy as np
 import pandas as pd
 import torch
@@ -51,14 +52,16 @@ class TrainedRun:
         splits = pd.read_csv(self.run_dir / "splits.csv")
         return splits[splits["set"] == "test"].reset_index(drop=True)
 
-    def predict(self, rows: pd.DataFrame, tta: Sequence[str] = ("none",), batch_size: int = 32) -> np.ndarray:
-        """Predicted ages for the images of `rows` (column `image`), averaged over TTA views."""
+    @property
+    def pipeline(self) -> A.Compose:
+        """The deterministic preprocessing the run was trained with (size, CLAHE), as tensors."""
         data = self.config.data
-        pipeline = build_pipeline(
-            preprocessing(data.image_size, data.clahe, data.clahe_clip_limit, data.clahe_tile_grid)
-        )
+        return build_pipeline(preprocessing(data.image_size, data.clahe, data.clahe_clip_limit, data.clahe_tile_grid))
+
+    def predict(self, rows: pd.DataFrame, tta: Sequence[str] | str = "none", batch_size: int = 32) -> np.ndarray:
+        """Predicted ages for the images of `rows` (column `image`), averaged over TTA views."""
         table = rows.assign(age=rows.get("age", np.nan))
-        loader = DataLoader(AgeImageDataset(table, pipeline), batch_size=batch_size)
+        loader = DataLoader(AgeImageDataset(table, self.pipeline), batch_size=batch_size)
         views = tta_views(tta)
         predictions = []
         with torch.inference_mode():
