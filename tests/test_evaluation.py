@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hydra.utils import instantiate
 
 from boneage.datamodules.images import read_grayscale
 from boneage.datamodules.splits import SubjectSplit
@@ -152,12 +153,22 @@ def test_folds_partition_the_non_test_subjects():
     assert max(map(len, vals)) - min(map(len, vals)) <= 1
 
 
+def test_data_folds_and_fold_select_the_validation_fold(compose_train):
+    cfg = compose_train([*TINY, "data.folds=5", "data.fold=3"])
+    datamodule = instantiate(cfg.data)
+    assert (datamodule.split.folds, datamodule.split.fold) == (5, 3)
+    datamodule.setup()
+    val_subjects = datamodule.summary()["split"]["sets"]["val"]["subjects"]
+    non_test = sum(datamodule.summary()["split"]["sets"][name]["subjects"] for name in ("train", "val"))
+    assert abs(val_subjects - non_test / 5) <= 1
+
+
 def test_report_aggregates_metrics_over_folds(tmp_path):
     for fold, mae in enumerate([1.0, 2.0, 3.0]):
         record = {
             "status": "finished",
             "metrics": {"val/mae": mae, "test/mae": mae + 1},
-            "config": {"model": {"name": "resnet50"}, "data": {"split": {"folds": 3, "fold": fold}}},
+            "config": {"model": {"name": "resnet50"}, "data": {"folds": 3, "fold": fold}},
         }
         (tmp_path / "cv" / str(fold)).mkdir(parents=True)
         (tmp_path / "cv" / str(fold) / "run.json").write_text(json.dumps(record))

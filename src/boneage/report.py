@@ -69,7 +69,7 @@ def run_row(run_dir: Path, root: Path) -> dict[str, Any]:
         "image_size": data.get("image_size"),
         "clahe": data.get("clahe"),
         "age_bin_width": (data.get("split") or {}).get("age_bin_width"),
-        "fold": (data.get("split") or {}).get("fold") if (data.get("split") or {}).get("folds") else None,
+        "fold": data.get("fold") if data.get("folds") else None,
         "parameters": (record.get("model") or {}).get("parameters"),
         "inference_ms": (record.get("speed") or {}).get("inference_ms_per_image"),
         "duration_s": record.get("duration_s"),

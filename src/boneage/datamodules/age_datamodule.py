@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -39,7 +40,8 @@ class AgeDataModule(pl.LightningDataModule):
     """Loads the table once, splits it by subject, and serves train/val/test loaders.
 
     The split is written to `output_dir/splits.csv` so that every run can be audited and
-    its test subjects evaluated again later.
+    its test subjects evaluated again later. With `folds`, validation is fold `fold` of a
+    k-fold split of the non-test subjects (cross-validation).
     """
 
     def __init__(
@@ -54,6 +56,8 @@ class AgeDataModule(pl.LightningDataModule):
         clahe_tile_grid: int = 8,
         augment: Mapping[str, A.BasicTransform] | None = None,
         on_bad_rows: str = "raise",
+        folds: int | None = None,
+        fold: int = 0,
         seed: int = 0,
         output_dir: str | None = None,
     ) -> None:
@@ -61,7 +65,7 @@ class AgeDataModule(pl.LightningDataModule):
         if on_bad_rows not in ("raise", "drop"):
             raise ConfigError(f"data.on_bad_rows must be 'raise' or 'drop', not {on_bad_rows!r}.")
         self.source = source
-        self.split = split
+        self.split = replace(split, folds=folds, fold=fold) if folds is not None else split
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.on_bad_rows = on_bad_rows

@@ -26,8 +26,8 @@ class SubjectSplit:
     age_bin_width: float = 10.0  # in the table's age unit; subjects binned by their mean age
     seed: int = 42
     min_subjects_per_bin: int = 3  # a thinner age bin cannot be shared out between the sets
-    folds: int | None = None  # k-fold cross-validation: test fixed, the rest rotated through k folds
-    fold: int = 0  # with folds: the fold that is the validation set (the others train)
+    folds: int | None = None  # k-fold cross-validation (data.folds): test fixed, the rest rotated through k folds
+    fold: int = 0  # with folds: the fold that is the validation set (data.fold; the others train)
 
     def __post_init__(self) -> None:
         for key in ("test_fraction", "val_fraction"):
@@ -43,7 +43,7 @@ class SubjectSplit:
             raise ConfigError(f"data.split.age_bin_width must be positive, not {self.age_bin_width}.")
         if self.folds is not None and not (self.folds >= 2 and 0 <= self.fold < self.folds):
             raise ConfigError(
-                f"data.split.folds must be 2 or more and data.split.fold in [0, folds); got {self.folds}, {self.fold}."
+                f"data.folds must be 2 or more and data.fold in [0, folds); got {self.folds}, {self.fold}."
             )
 
     def assign(self, table: pd.DataFrame) -> pd.Series:
