@@ -36,11 +36,15 @@ class RunRecord:
         return json.loads(self.path.read_text()) if self.path.is_file() else {}
 
     def update(self, **sections: Any) -> None:
-        record = self.read() | sections
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        staging = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        staging.write_text(json.dumps(record, indent=2, default=str))
-        os.replace(staging, self.path)
+        write_atomically(self.path, json.dumps(self.read() | sections, indent=2, default=str))
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write a temporary file beside `path`, then rename it over `path`: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    staging.write_text(text)
+    os.replace(staging, path)
 
 
 def now() -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -20,6 +19,7 @@ from boneage.datamodules.splits import SubjectSplit, split_summary
 from boneage.datamodules.transforms import build_pipeline, preprocessing
 from boneage.datamodules.validation import describe
 from boneage.errors import ConfigError, DataError
+from boneage.records import write_atomically
 from boneage.seeding import derived_seed
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ class AgeDataModule(pl.LightningDataModule):
         for name, sizes in split_summary(table).items():
             log.info("%-5s %6d images  %5d subjects", name, sizes["images"], sizes["subjects"])
         if self.output_dir and self._is_global_zero():
-            _write_atomically(table, Path(self.output_dir) / "splits.csv")
+            write_atomically(Path(self.output_dir) / "splits.csv", table.to_csv(index=False))
 
     def _without_bad_rows(self, table: pd.DataFrame) -> pd.DataFrame:
         """Apply data.on_bad_rows: stop with every bad row named, or drop and list them."""
@@ -106,7 +106,7 @@ class AgeDataModule(pl.LightningDataModule):
         self.dropped_rows = int(bad.sum())
         log.warning("Dropped %d bad row(s) of %s (data.on_bad_rows=drop)", self.dropped_rows, self.source.path)
         if self.output_dir and self._is_global_zero():
-            _write_atomically(table[bad], Path(self.output_dir) / "dropped_rows.csv")
+            write_atomically(Path(self.output_dir) / "dropped_rows.csv", table[bad].to_csv(index=False))
         return table[~bad].drop(columns="problem")
 
     def _is_global_zero(self) -> bool:
@@ -181,9 +181,3 @@ class AgeDataModule(pl.LightningDataModule):
             pin_memory=torch.cuda.is_available(),
         )
 
-
-def _write_atomically(table: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    table.to_csv(staging, index=False)
-    os.replace(staging, path)
