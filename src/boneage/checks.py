@@ -45,8 +45,9 @@ def check_config(cfg: DictConfig) -> None:
         )
 
 
-def check_checkpoint(path: str, module: nn.Module, model_name: str) -> None:
-    """The checkpoint at `path` loads safely and fits `module`, or a clear error says why not."""
+def check_checkpoint(path: str, module: nn.Module, model_name: str) -> dict[str, torch.Tensor]:
+    """The state dict of the checkpoint at `path`, once it loads safely and fits `module`;
+    otherwise a clear error says why not."""
     file = Path(path)
     if not file.is_file():
         raise ConfigError(f"ckpt_path={path}: no such file.")
@@ -63,6 +64,7 @@ def check_checkpoint(path: str, module: nn.Module, model_name: str) -> None:
             f"ckpt_path={path} holds a {trained or 'different'} model with other weights than this run's "
             f"model.name={model_name}. Resume a run with its own config: python -m boneage.resume <run dir>."
         )
+    return state
 
 
 def check_free_space(directory: str, module: nn.Module) -> None:

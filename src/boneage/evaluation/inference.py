@@ -101,9 +101,7 @@ def load_run(target: str | Path) -> TrainedRun:
         raise ConfigError(f"run={target}: {config_file} is missing; it holds the run's preprocessing settings.")
     config = OmegaConf.load(config_file)
     module = AgeRegressor(config.model.name, pretrained=False, dropout=config.model.dropout)
-    check_checkpoint(str(checkpoint), module, config.model.name)
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
-    module.load_state_dict(state)
+    module.load_state_dict(check_checkpoint(str(checkpoint), module, config.model.name))
     return TrainedRun(run_dir, checkpoint, config, module.eval())
 
 
