@@ -35,6 +35,13 @@ class RunRecord:
     def read(self) -> dict[str, Any]:
         return json.loads(self.path.read_text()) if self.path.is_file() else {}
 
+    def read_if_readable(self) -> dict[str, Any]:
+        """The record, or {} when it is missing or unreadable (a run killed mid-write of another file)."""
+        try:
+            return self.read()
+        except (OSError, json.JSONDecodeError):
+            return {}
+
     def update(self, **sections: Any) -> None:
         write_atomically(self.path, json.dumps(self.read() | sections, indent=2, default=str))
 

@@ -7,13 +7,12 @@ recently active run under outputs/ and multirun/ that did not finish.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from boneage.records import RECORD_NAME
+from boneage.records import RunRecord
 
 SEARCHED = ("outputs", "multirun")
 
@@ -23,7 +22,7 @@ def latest_unfinished_run(roots: Sequence[Path]) -> Path:
         checkpoint.parent.parent
         for root in roots
         for checkpoint in root.rglob("checkpoints/last.ckpt")
-        if _status(checkpoint.parent.parent) != "finished"
+        if RunRecord(checkpoint.parent.parent).read_if_readable().get("status") != "finished"
     ]
     if not candidates:
         raise SystemExit(f"No unfinished run with checkpoints/last.ckpt under {', '.join(map(str, roots))}.")
@@ -54,13 +53,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     command = resume_command(run, overrides)
     print("Resuming:", " ".join(command), flush=True)
     os.execv(sys.executable, command)
-
-
-def _status(run: Path) -> str | None:
-    try:
-        return json.loads((run / RECORD_NAME).read_text()).get("status")
-    except (OSError, json.JSONDecodeError):
-        return None
 
 
 if __name__ == "__main__":

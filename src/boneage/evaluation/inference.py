@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from boneage.datamodules.dataset import AgeImageDataset
 from boneage.datamodules.transforms import build_pipeline, preprocessing
 from boneage.errors import ConfigError
 from boneage.modules import AgeRegressor
-from boneage.records import RECORD_NAME
+from boneage.records import RunRecord
 
 # A view is a scale factor (1.0: the image as preprocessed) or "hflip".
 TTA_VIEWS = {"none": (1.0,), "hflip": (1.0, "hflip"), "multiscale": (0.9, 1.0, 1.1)}
@@ -41,10 +40,8 @@ class TrainedRun:
 
     @property
     def unit(self) -> str:
-        try:
-            return json.loads((self.run_dir / RECORD_NAME).read_text())["data"]["age_unit"]
-        except (OSError, KeyError, TypeError, json.JSONDecodeError):
-            return str(self.config.data.source.get("age_unit", "years"))
+        data = RunRecord(self.run_dir).read_if_readable().get("data") or {}
+        return data.get("age_unit") or str(self.config.data.source.get("age_unit", "years"))
 
     @property
     def test_rows(self) -> pd.DataFrame:
@@ -106,10 +103,7 @@ def load_run(target: str | Path) -> TrainedRun:
 
 
 def _best_checkpoint(run_dir: Path) -> Path:
-    try:
-        best = json.loads((run_dir / RECORD_NAME).read_text()).get("best_checkpoint")
-    except (OSError, json.JSONDecodeError):
-        best = None
+    best = RunRecord(run_dir).read_if_readable().get("best_checkpoint")
     candidates = [Path(best)] if best else []
     candidates += [*sorted((run_dir / "checkpoints").glob("epoch*.ckpt")), run_dir / "checkpoints" / "last.ckpt"]
     for candidate in candidates:
