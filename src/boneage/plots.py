@@ -1,4 +1,4 @@
-"""Training curves as a PNG: loss, MAE and learning rate per epoch."""
+"""Figures as PNG files (never a display): training curves, and the saving every plot shares."""
 
 from __future__ import annotations
 
@@ -29,6 +29,12 @@ def plot_training_curves(history: Sequence[dict[str, float]], path: str | Path, 
             axis.legend()
     if axes[-1].lines:
         axes[-1].set_yscale("log")
+    save_figure(figure, path)
+
+
+def save_figure(figure: plt.Figure, path: str | Path) -> Path:
+    """Lay out, write as PNG and free the figure (long sweeps draw many)."""
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+    return Path(path)

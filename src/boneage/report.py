@@ -14,12 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from boneage.plots import save_figure
 from boneage.records import RECORD_NAME
 
 log = logging.getLogger(__name__)
@@ -122,8 +120,9 @@ def swept_parameters(table: pd.DataFrame) -> list[str]:
 def plot_sweeps(table: pd.DataFrame, out_dir: Path) -> list[Path]:
     """Val/test MAE against each swept parameter, and an architecture comparison."""
     finished = table[table["status"] == "finished"]
+    swept = swept_parameters(table)
     written = []
-    for name in swept_parameters(table):
+    for name in swept:
         figure, axis = plt.subplots(figsize=(6, 4))
         numeric = pd.api.types.is_numeric_dtype(finished[name]) and name != "clahe"
         by_value = finished.groupby(finished[name] if numeric else finished[name].astype(str))
@@ -139,11 +138,8 @@ def plot_sweeps(table: pd.DataFrame, out_dir: Path) -> list[Path]:
         axis.set_ylabel("MAE")
         axis.grid(alpha=0.3)
         axis.legend()
-        figure.tight_layout()
-        written.append(out_dir / f"mae_vs_{name}.png")
-        figure.savefig(written[-1], dpi=100)
-        plt.close(figure)
-    if "model" in swept_parameters(table):
+        written.append(save_figure(figure, out_dir / f"mae_vs_{name}.png"))
+    if "model" in swept:
         written.append(_plot_architectures(finished, out_dir / "architectures.png"))
     return written
 
@@ -157,10 +153,7 @@ def _plot_architectures(finished: pd.DataFrame, path: Path) -> Path:
         by_model[column].plot.bar(ax=axis, rot=30)
         axis.set_title(title)
         axis.grid(alpha=0.3, axis="y")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
 
 
 def write_report(table: pd.DataFrame, folds: pd.DataFrame, out_dir: Path) -> list[Path]:

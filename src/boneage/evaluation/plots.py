@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
+
+from boneage.plots import save_figure
 
 
 def plot_evaluation(predictions: pd.DataFrame, mae_per_bin: Mapping[str, Mapping[str, float]], unit: str, out: Path):
@@ -23,7 +22,7 @@ def plot_evaluation(predictions: pd.DataFrame, mae_per_bin: Mapping[str, Mapping
     axis.plot([low, high], [low, high], color="black", linewidth=1, label="identity")
     axis.set(xlabel=f"true age ({unit})", ylabel=f"predicted age ({unit})", title="Predicted vs true")
     axis.legend()
-    _save(figure, paths["predicted_vs_true"])
+    save_figure(figure, paths["predicted_vs_true"])
 
     mean, difference = (true + predicted) / 2, predicted - true
     bias, spread = difference.mean(), 1.96 * difference.std()
@@ -37,18 +36,12 @@ def plot_evaluation(predictions: pd.DataFrame, mae_per_bin: Mapping[str, Mapping
         axis.axhline(level, color="black", linestyle=style, linewidth=1, label=label)
     axis.set(xlabel=f"mean of true and predicted ({unit})", ylabel=f"predicted − true ({unit})", title="Bland-Altman")
     axis.legend()
-    _save(figure, paths["bland_altman"])
+    save_figure(figure, paths["bland_altman"])
 
     figure, axis = plt.subplots(figsize=(7, 4))
     labels = list(mae_per_bin)
     axis.bar(labels, [mae_per_bin[label]["mae"] for label in labels])
     axis.set(xlabel=f"true age bin ({unit})", ylabel=f"MAE ({unit})", title="MAE per age bin")
     axis.tick_params(axis="x", rotation=45)
-    _save(figure, paths["mae_per_age_bin"])
+    save_figure(figure, paths["mae_per_age_bin"])
     return list(paths.values())
-
-
-def _save(figure, path: Path) -> None:
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
