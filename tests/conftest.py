@@ -34,6 +34,11 @@ TINY = [
 ]
 
 
+def group_options(group: str) -> list[str]:
+    """The selectable options of a config group (`base.yaml` only holds keys the others share)."""
+    return sorted(path.stem for path in (CONF_DIR / group).glob("*.yaml") if path.stem != "base")
+
+
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One demo-data cache for the whole session (generated data sets are reused)."""

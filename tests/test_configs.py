@@ -9,16 +9,12 @@ from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from tests.conftest import CONF_DIR, TINY, run_cli
+from tests.conftest import TINY, group_options, run_cli
 
 SELECTABLE_GROUPS = (
     "model", "loss", "optimizer", "scheduler", "trainer", "callbacks", "logger",
-    "debug", "experiment", "launcher", "hparams_search",
+    "debug", "experiment", "launcher", "hparams_search", "training", "averaging",
 )  # fmt: skip
-
-
-def group_options(group: str) -> list[str]:
-    return sorted(path.stem for path in (CONF_DIR / group).glob("*.yaml"))
 
 
 @pytest.mark.parametrize(
@@ -71,9 +67,10 @@ def test_cli_help_lists_the_config_groups(tmp_path, data_dir):
     result = run_cli(["--help"], tmp_path, data_dir)
     assert result.returncode == 0, result.stderr
     for line in (
-        "model: convnext_tiny, efficientnet_b0",
-        "loss: huber, mae, mse, smooth_l1",
+        "convnext_tiny, efficientnet_b0",
+        "loss: huber, mae, mean_variance, mse, smooth_l1",
         "trainer: cpu, ddp",
+        "averaging: ema, swa",
     ):
         assert line in result.stdout
 

@@ -9,7 +9,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import TensorBoardLogger
 
-COMPARED_GROUPS = ("model", "loss", "optimizer", "scheduler", "data", "trainer")
+COMPARED_GROUPS = ("model", "loss", "optimizer", "scheduler", "data", "trainer", "training")
 FINAL_METRICS = ("val/mae", "val/rmse", "val/pearson", "test/mae", "test/rmse", "test/pearson")
 
 

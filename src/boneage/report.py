@@ -19,6 +19,7 @@ import pandas as pd
 
 from boneage.plots import save_figure
 from boneage.records import RECORD_NAME
+from boneage.techniques import active_techniques
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +27,7 @@ PARAMETERS = ("model", "dropout", "lr", "weight_decay", "loss", "batch_size", "i
 LOG_SCALE = ("lr", "weight_decay")
 COLUMNS = (
     "run", "status", "val_mae", "best_epoch", "test_mae", *PARAMETERS,
-    "age_bin_width", "fold", "parameters", "inference_ms", "duration_s",
+    "techniques", "age_bin_width", "fold", "parameters", "inference_ms", "duration_s",
 )  # fmt: skip
 
 
@@ -66,6 +67,7 @@ def run_row(run_dir: Path, root: Path) -> dict[str, Any]:
         "batch_size": data.get("batch_size"),
         "image_size": data.get("image_size"),
         "clahe": data.get("clahe"),
+        "techniques": ", ".join(record.get("techniques") or active_techniques(config)) or None,
         "age_bin_width": (data.get("split") or {}).get("age_bin_width"),
         "fold": data.get("fold") if data.get("folds") else None,
         "parameters": (record.get("model") or {}).get("parameters"),

@@ -52,6 +52,7 @@ RESOLVERS = {
     "boneage.parallel_jobs": parallel_jobs,
     "boneage.sqlite": sqlite_url,
     "boneage.unique_dir": unique_dir,
+    "boneage.not": lambda value: not value,
 }
 
 

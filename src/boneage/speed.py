@@ -14,22 +14,26 @@ from torch.utils.data import DataLoader
 def measure_inference(model: nn.Module, loader: DataLoader, device: torch.device, batches: int = 5) -> dict[str, Any]:
     """Milliseconds per image of the model alone (float32, data already on the device)."""
     model = model.eval().to(device)
-    images = [batch["image"].to(device) for _, batch in zip(range(batches + 1), loader, strict=False)]
-    if not images:
+    batches = [_to(batch, device) for _, batch in zip(range(batches + 1), loader, strict=False)]
+    if not batches:
         return {}
-    model(images[0])  # warm-up: allocation, cudnn autotuning
+    model(batches[0]["image"], batches[0].get("inputs"))  # warm-up: allocation, cudnn autotuning
     _synchronize(device)
     started = time.perf_counter()
-    for batch in images[1:] or images:
-        model(batch)
+    for batch in batches[1:] or batches:
+        model(batch["image"], batch.get("inputs"))
     _synchronize(device)
-    counted = sum(len(batch) for batch in images[1:] or images)
+    counted = sum(len(batch["image"]) for batch in batches[1:] or batches)
     return {
         "inference_ms_per_image": round(1000 * (time.perf_counter() - started) / counted, 4),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "batch_size": len(images[0]),
+        "batch_size": len(batches[0]["image"]),
         "precision": "32-true",
     }
+
+
+def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {key: batch[key].to(device) for key in ("image", "inputs") if key in batch}
 
 
 def _synchronize(device: torch.device) -> None:

@@ -19,20 +19,20 @@ from typing import Any
 import hydra
 import pytorch_lightning as pl
 import torch
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+from boneage.build import build
 from boneage.checks import check_checkpoint, check_config, check_free_space
 from boneage.ddp import distributed_job_scope, route_ranks_to_job_directory
-from boneage.errors import BoneageError, ConfigError, TrainingError
+from boneage.errors import ConfigError, TrainingError
 from boneage.hparams import log_final_metrics, log_run_hparams
 from boneage.records import RunRecord, environment, now
 from boneage.resolvers import register_resolvers
 from boneage.speed import measure_inference
 from boneage.summary import format_summary
+from boneage.techniques import active_techniques
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit, then evaluate the best checkpoint on val and test; the run record tracks it all."""
     record = RunRecord(cfg.paths.output_dir)
     _refuse_to_overwrite(record, cfg)
+    config = OmegaConf.to_container(cfg, resolve=True)
     _record(
         record,
         status="running",
@@ -50,7 +51,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         command=_command_line(),
         rerun_command=f"python -m boneage.train --config-dir {cfg.paths.output_dir}/.hydra --config-name config",
         tags=list(cfg.get("tags") or []),
-        config=OmegaConf.to_container(cfg, resolve=True),
+        config=config,
+        techniques=active_techniques(config),
         environment=environment(),
         resumed_from=cfg.get("ckpt_path"),
     )
@@ -81,13 +83,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
 def _fit_and_evaluate(cfg: DictConfig) -> dict[str, Any]:
     check_config(cfg)
     pl.seed_everything(cfg.seed, workers=True)
-    datamodule = _build(cfg.data)
-    module = _build(cfg.module)
+    datamodule = build(cfg.data)
+    module = build(cfg.module)
     if cfg.get("ckpt_path"):
         check_checkpoint(cfg.ckpt_path, module, cfg.model.name)
-    callbacks = [_build(c) for c in (cfg.get("callbacks") or {}).values()]
-    loggers = [_build(c) for c in (cfg.get("logger") or {}).values()]
-    trainer: pl.Trainer = _build(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    callbacks = [build(c) for c in (cfg.get("callbacks") or {}).values()]
+    loggers = [build(c) for c in (cfg.get("logger") or {}).values()]
+    trainer: pl.Trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     log_run_hparams(cfg, trainer)
 
     if cfg.train:
@@ -139,16 +141,6 @@ def _explained_out_of_memory(cfg: DictConfig) -> Iterator[None]:
             f"the effective batch: data.batch_size={max(1, batch // 2)} "
             f"trainer.accumulate_grad_batches={accumulate * 2} (or use trainer.precision=16-mixed)."
         ) from error
-
-
-def _build(node: DictConfig, **kwargs: Any) -> Any:
-    """instantiate(), but boneage's own errors surface as themselves, not wrapped by Hydra."""
-    try:
-        return instantiate(node, **kwargs)
-    except InstantiationException as error:
-        if isinstance(error.__cause__, BoneageError):
-            raise error.__cause__ from None
-        raise
 
 
 def _command_line() -> str:

@@ -1,7 +1,9 @@
 """Lightning callbacks of boneage's own (the rest come from Lightning, set in conf/callbacks)."""
 
+from boneage.callbacks.averaging import EMA, SWA
 from boneage.callbacks.epoch_seeding import SeedEveryEpoch
+from boneage.callbacks.freeze import FreezeBackbone
 from boneage.callbacks.interrupt import CheckpointOnInterrupt
 from boneage.callbacks.run_record import RunRecordCallback
 
-__all__ = ["CheckpointOnInterrupt", "RunRecordCallback", "SeedEveryEpoch"]
+__all__ = ["EMA", "SWA", "CheckpointOnInterrupt", "FreezeBackbone", "RunRecordCallback", "SeedEveryEpoch"]

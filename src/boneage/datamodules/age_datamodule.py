@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
 import albumentations as A
+import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader, RandomSampler, WeightedRandomSampler
 
+from boneage.datamodules.balance import balance_weights
 from boneage.datamodules.dataset import AgeImageDataset
+from boneage.datamodules.inputs import encode_inputs
 from boneage.datamodules.splits import SubjectSplit, split_summary
 from boneage.datamodules.transforms import build_pipeline, preprocessing
 from boneage.datamodules.validation import describe
@@ -41,7 +44,8 @@ class AgeDataModule(pl.LightningDataModule):
 
     The split is written to `output_dir/splits.csv` so that every run can be audited and
     its test subjects evaluated again later. With `folds`, validation is fold `fold` of a
-    k-fold split of the non-test subjects (cross-validation).
+    k-fold split of the non-test subjects (cross-validation). `extra_inputs` are table
+    columns served beside each image; `balance` re-balances rare ages (see balance.py).
     """
 
     def __init__(
@@ -56,6 +60,8 @@ class AgeDataModule(pl.LightningDataModule):
         clahe_tile_grid: int = 8,
         augment: Mapping[str, A.BasicTransform] | None = None,
         on_bad_rows: str = "raise",
+        extra_inputs: Sequence[str] = (),
+        balance: Mapping[str, Any] | None = None,
         folds: int | None = None,
         fold: int = 0,
         seed: int = 0,
@@ -69,6 +75,8 @@ class AgeDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.num_workers = num_workers
         self.on_bad_rows = on_bad_rows
+        self.extra_inputs = list(extra_inputs)
+        self.balance = dict(balance or {"method": None})
         self.seed = seed
         self.output_dir = output_dir
         self.dropped_rows = 0
@@ -90,6 +98,7 @@ class AgeDataModule(pl.LightningDataModule):
             return
         table = self._without_bad_rows(self.source.load())
         table["set"] = self.split.assign(table)
+        encode_inputs(table, self.extra_inputs, str(self.source.path))  # every input present, before training
         self.table = table
         for name, sizes in split_summary(table).items():
             log.info("%-5s %6d images  %5d subjects", name, sizes["images"], sizes["subjects"])
@@ -131,6 +140,15 @@ class AgeDataModule(pl.LightningDataModule):
         ages = self.rows("train")["age"]
         return float(ages.mean()), float(ages.std()) or 1.0
 
+    @property
+    def train_input_stats(self) -> tuple[list[float], list[float]]:
+        """Mean and standard deviation of each table input over the training rows."""
+        inputs = self._inputs("train")
+        return inputs.mean(0).tolist(), [float(std) or 1.0 for std in inputs.std(0)]
+
+    def _inputs(self, name: str) -> np.ndarray:
+        return encode_inputs(self.rows(name), self.extra_inputs, str(self.source.path))
+
     def summary(self) -> dict[str, Any]:
         """Data set statistics and split sizes for the run record."""
         if self.table is None:
@@ -146,6 +164,8 @@ class AgeDataModule(pl.LightningDataModule):
             "age": {k: round(float(v), 4) for k, v in table["age"].describe().items() if k != "count"},
             "sex": {str(k): int(v) for k, v in sex_counts.items()} if sex_counts is not None else None,
             "dropped_rows": self.dropped_rows,
+            "extra_inputs": self.extra_inputs,
+            "balance": self.balance,
             "split_method": "by_subject",
             "split": vars(self.split) | {"sets": split_summary(table)},
             "mean_predictor_mae": {
@@ -157,17 +177,37 @@ class AgeDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         rows = self.rows("train")
-        self._train_dataset = AgeImageDataset(rows, self.train_pipeline, augmentation_seed=self.seed)
-        sampler = RandomSampler(self._train_dataset, generator=self._shuffle)
+        method = self.balance.get("method")
+        weights = balance_weights(
+            rows["age"].to_numpy(),
+            method,
+            bin_width=self.balance.get("bin_width", 1.0),
+            power=self.balance.get("power", 1.0),
+            kernel_sigma=self.balance.get("kernel_sigma", 2.0),
+        )
+        self._train_dataset = AgeImageDataset(
+            rows,
+            self.train_pipeline,
+            augmentation_seed=self.seed,
+            inputs=self._inputs("train"),
+            weights=weights if method == "lds" else None,
+        )
+        if method == "sampler":
+            sampler = WeightedRandomSampler(weights.tolist(), len(rows), replacement=True, generator=self._shuffle)
+        else:
+            sampler = RandomSampler(self._train_dataset, generator=self._shuffle)
         return self._loader(
             self._train_dataset, sampler=sampler, generator=self._worker_seeds, drop_last=len(rows) > self.batch_size
         )
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(AgeImageDataset(self.rows("val"), self.eval_pipeline))
+        return self._loader(self._evaluation_dataset("val"))
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader(AgeImageDataset(self.rows("test"), self.eval_pipeline))
+        return self._loader(self._evaluation_dataset("test"))
+
+    def _evaluation_dataset(self, name: str) -> AgeImageDataset:
+        return AgeImageDataset(self.rows(name), self.eval_pipeline, inputs=self._inputs(name))
 
     def _loader(self, dataset: AgeImageDataset, sampler=None, generator=None, drop_last: bool = False) -> DataLoader:
         return DataLoader(

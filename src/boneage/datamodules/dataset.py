@@ -15,18 +15,28 @@ from boneage.seeding import derived_seed
 
 
 class AgeImageDataset(Dataset):
-    """Yields {"image": CHW float tensor, "age": float tensor, "index": row number}.
+    """Yields {"image": CHW float tensor, "age": float tensor, "index": row number}, plus
+    "inputs" (the encoded table inputs) and "weight" (the loss weight) when given.
 
     With `augmentation_seed`, every sample's random augmentation is seeded by (seed,
     epoch, index): the same in every run, every resume and whatever the loader workers.
     The epoch lives in shared memory so that persistent loader workers see it change.
     """
 
-    def __init__(self, table: pd.DataFrame, pipeline: A.Compose, augmentation_seed: int | None = None) -> None:
+    def __init__(
+        self,
+        table: pd.DataFrame,
+        pipeline: A.Compose,
+        augmentation_seed: int | None = None,
+        inputs: np.ndarray | None = None,
+        weights: np.ndarray | None = None,
+    ) -> None:
         self.images = table["image"].tolist()
         self.ages = table["age"].to_numpy(np.float32)
         self.pipeline = pipeline
         self.augmentation_seed = augmentation_seed
+        self.inputs = None if inputs is None or inputs.shape[1] == 0 else torch.as_tensor(inputs)
+        self.weights = None if weights is None else torch.as_tensor(weights)
         self._epoch = multiprocessing.Value("q", 0, lock=False)
 
     def set_epoch(self, epoch: int) -> None:
@@ -39,4 +49,9 @@ class AgeImageDataset(Dataset):
         if self.augmentation_seed is not None:
             self.pipeline.set_random_seed(derived_seed(self.augmentation_seed, self._epoch.value, index))
         image = self.pipeline(image=read_grayscale(self.images[index]))["image"]
-        return {"image": image, "age": torch.tensor(self.ages[index]), "index": index}
+        sample = {"image": image, "age": torch.tensor(self.ages[index]), "index": index}
+        if self.inputs is not None:
+            sample["inputs"] = self.inputs[index]
+        if self.weights is not None:
+            sample["weight"] = self.weights[index]
+        return sample

@@ -13,6 +13,7 @@ from boneage.errors import DataError
 
 COLUMN_ROLES = ("image", "age", "subject", "sex")
 AGE_UNITS = ("years", "months")
+DERIVED_COLUMNS = ("problem", "file", "set")  # columns boneage adds; a table's own of these names is not kept
 SEX_CODES = {
     "f": "F", "female": "F", "w": "F", "woman": "F", "girl": "F", "女": "F",
     "m": "M", "male": "M", "man": "M", "boy": "M", "男": "M",
@@ -40,7 +41,8 @@ class TableSource:
 
     def load(self) -> pd.DataFrame:
         """The table as columns image (absolute path), file (as written), age, subject,
-        sex (F/M/None), row (its number in the file) and problem (what is wrong, or None)."""
+        sex (F/M/None), row (its number in the file), problem (what is wrong, or None), and
+        the table's other columns as they are."""
         if self.age_unit not in AGE_UNITS:
             raise DataError(f"data.source.age_unit must be one of {AGE_UNITS}, not {self.age_unit!r}.")
         raw = self._read()
@@ -59,6 +61,8 @@ class TableSource:
             }
         )
         table["sex"] = table["sex"].where(table["sex"].notna(), None)
+        for column in raw.columns.difference([*mapping.values(), *table.columns, *DERIVED_COLUMNS], sort=False):
+            table[column] = raw[column]  # other columns ride along: model inputs (data.extra_inputs), reports
         table["problem"] = row_problems(table, image_dir, self.age_unit)
         table["file"] = names
         table["image"] = [str(image_dir.resolve() / name) for name in names]

@@ -11,11 +11,13 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
 from boneage.checks import check_checkpoint
 from boneage.datamodules.dataset import AgeImageDataset
+from boneage.datamodules.inputs import encode_inputs
 from boneage.datamodules.transforms import build_pipeline, preprocessing
 from boneage.errors import ConfigError
 from boneage.modules import AgeRegressor
@@ -58,12 +60,18 @@ class TrainedRun:
     def predict(self, rows: pd.DataFrame, tta: Sequence[str] | str = "none", batch_size: int = 32) -> np.ndarray:
         """Predicted ages for the images of `rows` (column `image`), averaged over TTA views."""
         table = rows.assign(age=rows.get("age", np.nan))
-        loader = DataLoader(AgeImageDataset(table, self.pipeline), batch_size=batch_size)
+        inputs = encode_inputs(
+            table,
+            self.module.hparams.extra_inputs,
+            f"the images for {self.name} (trained with table inputs: give a table)",
+        )
+        loader = DataLoader(AgeImageDataset(table, self.pipeline, inputs=inputs), batch_size=batch_size)
         views = tta_views(tta)
         predictions = []
         with torch.inference_mode():
             for batch in loader:
-                predictions.append(torch.stack([self.module(view(batch["image"], v)) for v in views]).mean(0))
+                inputs = batch.get("inputs")
+                predictions.append(torch.stack([self.module(view(batch["image"], v), inputs) for v in views]).mean(0))
         return torch.cat(predictions).numpy()
 
 
@@ -97,7 +105,7 @@ def load_run(target: str | Path) -> TrainedRun:
     if not config_file.is_file():
         raise ConfigError(f"run={target}: {config_file} is missing; it holds the run's preprocessing settings.")
     config = OmegaConf.load(config_file)
-    module = AgeRegressor(config.model.name, pretrained=False, dropout=config.model.dropout)
+    module = instantiate(config.module, pretrained=False, weights=None, compile=False)  # the trained network's shape
     module.load_state_dict(check_checkpoint(str(checkpoint), module, config.model.name))
     return TrainedRun(run_dir, checkpoint, config, module.eval())
 

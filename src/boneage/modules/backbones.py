@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import logging
 from pathlib import Path
+from typing import Any
 
 import timm
 from torch import nn
@@ -14,11 +15,12 @@ from boneage.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
-def create_backbone(name: str, pretrained: bool = False, weights: str | None = None) -> nn.Module:
-    """A timm model without its classifier: images in, pooled features (`num_features`) out.
+def create_backbone(name: str, pretrained: bool = False, weights: str | None = None, **kwargs: Any) -> nn.Module:
+    """A timm model without its classifier: images in, pooled features out (`feature_width`).
 
     `weights` is a local checkpoint (.safetensors, .pth, .bin) of the same architecture;
     it replaces the hub download, so machines without internet can still start pretrained.
+    `kwargs` go to the model's constructor (model.kwargs, e.g. img_size for ViT and Swin).
     """
     check_model_name(name)
     overlay = None
@@ -31,14 +33,22 @@ def create_backbone(name: str, pretrained: bool = False, weights: str | None = N
         log.info("Loading pretrained weights for %s from the hub (or its local cache)", name)
     try:
         return timm.create_model(
-            name, pretrained=pretrained or overlay is not None, num_classes=0, pretrained_cfg_overlay=overlay
+            name, pretrained=pretrained or overlay is not None, num_classes=0, pretrained_cfg_overlay=overlay, **kwargs
         )
+    except TypeError as error:
+        raise ConfigError(f"model.kwargs={kwargs} do not fit {name!r}: {error}") from error
     except OSError as error:
         raise ConfigError(
             f"Could not download pretrained weights for {name!r} ({error.__class__.__name__}). "
             "Train from scratch with model.pretrained=false, or point model.weights at a local "
             "copy of the weights (e.g. the model.safetensors file from the model's hub page)."
         ) from error
+
+
+def feature_width(backbone: nn.Module) -> int:
+    """Width of what the backbone returns: some models (MobileNetV3...) widen their pooled
+    features in a pre-logits layer, so `num_features` alone would be wrong."""
+    return getattr(backbone, "head_hidden_size", None) or backbone.num_features
 
 
 def check_model_name(name: str) -> None:
