@@ -24,6 +24,14 @@ def parallel_jobs(gpus: list[int], gpus_per_job: int, jobs_per_gpu: int, cpu_job
     return max(1, len(gpus) // gpus_per_job) * jobs_per_gpu
 
 
+def loader_workers(devices: int | str | list | None = 1) -> int:
+    """Loader processes per device: this process's CPU cores shared among the devices, minus
+    one for the training process itself, at most 8 (more rarely helps and costs memory)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    count = devices if isinstance(devices, int) and devices > 0 else max(1, len(visible_gpus()))
+    return max(0, min(8, cores // count - 1))
+
+
 def sqlite_url(path: str) -> str:
     """A SQLite URL for `path`, its folder created (a study's storage must exist before its sweep)."""
     database = Path(path).expanduser().resolve()
@@ -51,6 +59,7 @@ RESOLVERS = {
     "boneage.visible_gpus": visible_gpus,
     "boneage.parallel_jobs": parallel_jobs,
     "boneage.sqlite": sqlite_url,
+    "boneage.loader_workers": loader_workers,
     "boneage.unique_dir": unique_dir,
     "boneage.not": lambda value: not value,
 }

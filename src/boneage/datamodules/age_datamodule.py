@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler, WeightedRandomSampler
 
 from boneage.datamodules.balance import balance_weights
+from boneage.datamodules.cache import CachedImages, cached_images
 from boneage.datamodules.dataset import AgeImageDataset
 from boneage.datamodules.inputs import encode_inputs
 from boneage.datamodules.splits import SubjectSplit, split_summary
@@ -55,6 +56,11 @@ class AgeDataModule(pl.LightningDataModule):
         image_size: int,
         batch_size: int,
         num_workers: int = 4,
+        pin_memory: bool | None = None,
+        persistent_workers: bool = True,
+        prefetch_factor: int | None = 2,
+        cache: bool = False,
+        cache_dir: str | None = None,
         clahe: bool = False,
         clahe_clip_limit: float = 2.0,
         clahe_tile_grid: int = 8,
@@ -74,6 +80,15 @@ class AgeDataModule(pl.LightningDataModule):
         self.split = replace(split, folds=folds, fold=fold) if folds is not None else split
         self.batch_size = batch_size
         self.num_workers = num_workers
+        self.loader_options = {
+            "pin_memory": torch.cuda.is_available() if pin_memory is None else pin_memory,
+            "persistent_workers": persistent_workers and num_workers > 0,
+            "prefetch_factor": prefetch_factor if num_workers > 0 else None,
+        }
+        if cache and not cache_dir:
+            raise ConfigError("data.cache=true needs data.cache_dir (a folder for preprocessed images).")
+        self.cache_dir = cache_dir if cache else None
+        self.cache: CachedImages | None = None
         self.on_bad_rows = on_bad_rows
         self.extra_inputs = list(extra_inputs)
         self.balance = dict(balance or {"method": None})
@@ -85,9 +100,16 @@ class AgeDataModule(pl.LightningDataModule):
         self._shuffle = torch.Generator()
         self._worker_seeds = torch.Generator()
         self._train_dataset: AgeImageDataset | None = None
-        preprocess = preprocessing(image_size, clahe, clahe_clip_limit, clahe_tile_grid)
-        self.train_pipeline = build_pipeline(preprocess, (augment or {}).values())
-        self.eval_pipeline = build_pipeline(preprocess)
+        self.preprocessing_settings = {
+            "image_size": image_size,
+            "clahe": clahe,
+            "clahe_clip_limit": clahe_clip_limit,
+            "clahe_tile_grid": clahe_tile_grid,
+        }
+        self.preprocess = A.Compose(preprocessing(**self.preprocessing_settings))
+        per_epoch = [] if self.cache_dir else self.preprocess.transforms  # cached images are preprocessed already
+        self.train_pipeline = build_pipeline(per_epoch, (augment or {}).values())
+        self.eval_pipeline = build_pipeline(per_epoch)
         self.table: pd.DataFrame | None = None
 
     def prepare_data(self) -> None:
@@ -100,6 +122,14 @@ class AgeDataModule(pl.LightningDataModule):
         table["set"] = self.split.assign(table)
         encode_inputs(table, self.extra_inputs, str(self.source.path))  # every input present, before training
         self.table = table
+        if self.cache_dir:
+            self.cache = cached_images(
+                self.cache_dir,
+                table["image"].tolist(),
+                self.preprocessing_settings,
+                lambda image: self.preprocess(image=image)["image"],
+                workers=max(1, self.num_workers),
+            )
         for name, sizes in split_summary(table).items():
             log.info("%-5s %6d images  %5d subjects", name, sizes["images"], sizes["subjects"])
         if self.output_dir and self._is_global_zero():
@@ -165,6 +195,7 @@ class AgeDataModule(pl.LightningDataModule):
             "sex": {str(k): int(v) for k, v in sex_counts.items()} if sex_counts is not None else None,
             "dropped_rows": self.dropped_rows,
             "extra_inputs": self.extra_inputs,
+            "preprocessing_cache": str(self.cache.path) if self.cache else None,
             "balance": self.balance,
             "split_method": "by_subject",
             "split": vars(self.split) | {"sets": split_summary(table)},
@@ -191,6 +222,7 @@ class AgeDataModule(pl.LightningDataModule):
             augmentation_seed=self.seed,
             inputs=self._inputs("train"),
             weights=weights if method == "lds" else None,
+            cache=self.cache,
         )
         if method == "sampler":
             sampler = WeightedRandomSampler(weights.tolist(), len(rows), replacement=True, generator=self._shuffle)
@@ -207,7 +239,7 @@ class AgeDataModule(pl.LightningDataModule):
         return self._loader(self._evaluation_dataset("test"))
 
     def _evaluation_dataset(self, name: str) -> AgeImageDataset:
-        return AgeImageDataset(self.rows(name), self.eval_pipeline, inputs=self._inputs(name))
+        return AgeImageDataset(self.rows(name), self.eval_pipeline, inputs=self._inputs(name), cache=self.cache)
 
     def _loader(self, dataset: AgeImageDataset, sampler=None, generator=None, drop_last: bool = False) -> DataLoader:
         return DataLoader(
@@ -217,6 +249,5 @@ class AgeDataModule(pl.LightningDataModule):
             generator=generator,
             drop_last=drop_last,
             num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
+            **self.loader_options,
         )

@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 from torch.utils.data import Dataset
 
+from boneage.datamodules.cache import CachedImages
 from boneage.datamodules.images import read_grayscale
 from boneage.seeding import derived_seed
 
@@ -21,6 +22,7 @@ class AgeImageDataset(Dataset):
     With `augmentation_seed`, every sample's random augmentation is seeded by (seed,
     epoch, index): the same in every run, every resume and whatever the loader workers.
     The epoch lives in shared memory so that persistent loader workers see it change.
+    With `cache`, images come preprocessed from it and `pipeline` holds only what follows.
     """
 
     def __init__(
@@ -30,6 +32,7 @@ class AgeImageDataset(Dataset):
         augmentation_seed: int | None = None,
         inputs: np.ndarray | None = None,
         weights: np.ndarray | None = None,
+        cache: CachedImages | None = None,
     ) -> None:
         self.images = table["image"].tolist()
         self.ages = table["age"].to_numpy(np.float32)
@@ -37,6 +40,7 @@ class AgeImageDataset(Dataset):
         self.augmentation_seed = augmentation_seed
         self.inputs = None if inputs is None or inputs.shape[1] == 0 else torch.as_tensor(inputs)
         self.weights = None if weights is None else torch.as_tensor(weights)
+        self.cache = cache
         self._epoch = multiprocessing.Value("q", 0, lock=False)
 
     def set_epoch(self, epoch: int) -> None:
@@ -48,7 +52,8 @@ class AgeImageDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
         if self.augmentation_seed is not None:
             self.pipeline.set_random_seed(derived_seed(self.augmentation_seed, self._epoch.value, index))
-        image = self.pipeline(image=read_grayscale(self.images[index]))["image"]
+        path = self.images[index]
+        image = self.pipeline(image=self.cache[path] if self.cache else read_grayscale(path))["image"]
         sample = {"image": image, "age": torch.tensor(self.ages[index]), "index": index}
         if self.inputs is not None:
             sample["inputs"] = self.inputs[index]
