@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help install train test test-fast lint format tensorboard clean
+.PHONY: help install train test test-fast bench lint format tensorboard clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ test: install  ## run the test suite
 
 test-fast: install  ## the test suite without the slow end-to-end tests
 	$(PY) -m pytest -m "not slow" $(ARGS)
+
+bench: install  ## speed: loader (cold vs cached), framework overhead, models, start-up; ARGS=bench=quick for seconds
+	$(PY) -m boneage.bench $(ARGS)
 
 lint: install  ## ruff lint and format check
 	$(VENV)/bin/ruff check src tests

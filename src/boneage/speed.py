@@ -18,11 +18,11 @@ def measure_inference(model: nn.Module, loader: DataLoader, device: torch.device
     if not batches:
         return {}
     model(batches[0]["image"], batches[0].get("inputs"))  # warm-up: allocation, cudnn autotuning
-    _synchronize(device)
+    synchronize(device)
     started = time.perf_counter()
     for batch in batches[1:] or batches:
         model(batch["image"], batch.get("inputs"))
-    _synchronize(device)
+    synchronize(device)
     counted = sum(len(batch["image"]) for batch in batches[1:] or batches)
     return {
         "inference_ms_per_image": round(1000 * (time.perf_counter() - started) / counted, 4),
@@ -36,6 +36,7 @@ def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch
     return {key: batch[key].to(device) for key in ("image", "inputs") if key in batch}
 
 
-def _synchronize(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for the GPU's queued work, so that a timer measures it (no-op on CPU)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_only
 
 from boneage.plots import plot_training_curves
-from boneage.records import RunRecord
+from boneage.records import RunRecord, now
 
 
 class RunRecordCallback(pl.Callback):
@@ -27,6 +27,7 @@ class RunRecordCallback(pl.Callback):
         self.plot_every_n_epochs = plot_every_n_epochs
         self.history: list[dict[str, float]] = []
         self._epoch_started = 0.0
+        self._first_step_recorded = False
 
     @rank_zero_only
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -39,6 +40,13 @@ class RunRecordCallback(pl.Callback):
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._epoch_started = time.monotonic()
+
+    @rank_zero_only
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        """The first step of this launch: start-up time is measured up to here (boneage.bench)."""
+        if not self._first_step_recorded:
+            self._first_step_recorded = True
+            self.record.update(first_step_at=now())
 
     @rank_zero_only
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

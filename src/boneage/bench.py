@@ -1,0 +1,300 @@
+"""`python -m boneage.bench [bench.quick=true]` (`make bench`): speed, measured.
+
+1. Loader throughput (images/s) at the bench size with CLAHE and the default augmentations:
+   without and with the preprocessing cache, in the training process and with workers.
+2. Framework overhead: a boneage training epoch against a plain PyTorch loop written here,
+   with the same network, data loader, optimizer, precision and batch size.
+3. Model comparison: every model config at its native size, on the device at hand.
+4. Time from the command to the first training step of the demo.
+Prints each as a table, checks the targets, and writes everything to bench.json.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import hydra
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.flop_counter import FlopCounterMode
+
+from boneage.build import build
+from boneage.records import RunRecord, environment
+from boneage.resolvers import register_resolvers
+from boneage.speed import synchronize
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def bench(cfg: DictConfig) -> dict[str, Any]:
+    """Every measurement, the targets checked, written to `<run dir>/bench.json`."""
+    settings = cfg.bench
+    pl.seed_everything(cfg.seed)
+    results: dict[str, Any] = {"mode": settings.mode, "environment": environment()}
+    results["loader"] = measure_loader(cfg)
+    _print_table("1. Loader throughput (images/s)", results["loader"])
+    results["overhead"] = measure_overhead(cfg)
+    _print_table("2. Framework overhead (one training epoch)", [results["overhead"]])
+    results["models"] = compare_models(list(settings.models), settings)
+    _print_table("3. Models", results["models"])
+    results["first_step"] = time_to_first_step(list(settings.first_step_overrides), Path(cfg.paths.output_dir))
+    _print_table("4. Time to the first training step", [results["first_step"]])
+    results["targets"] = check_targets(results)
+    _print_table("Targets", results["targets"])
+    output = Path(cfg.paths.output_dir) / "bench.json"
+    output.write_text(json.dumps(results, indent=2, default=str))
+    print(f"\nWritten to {output}")
+    return results
+
+
+def measure_loader(cfg: DictConfig) -> list[dict[str, Any]]:
+    """Train-loader images/s: cold (decode + CLAHE + resize each time) and cached, 0 and N workers."""
+    rows = []
+    for cache in (False, True):
+        for workers in (0, cfg.data.num_workers):
+            datamodule = build(cfg.data, cache=cache, num_workers=workers, persistent_workers=False)
+            datamodule.prepare_data()
+            datamodule.setup()  # builds the cache entry (if missing): not part of the timing
+            rate = _images_per_second(datamodule.train_dataloader(), cfg.bench.loader_batches)
+            rows.append(
+                {
+                    "pipeline": "cached" if cache else "cold",
+                    "workers": workers,
+                    "image_size": cfg.data.image_size,
+                    "clahe": cfg.data.clahe,
+                    "images_per_s": round(rate, 1),
+                }
+            )
+    return rows
+
+
+def _images_per_second(loader: Any, batches: int) -> float:
+    """Throughput after the first batch (worker start-up is time to first step's business)."""
+    iterator = iter(loader)
+    next(iterator)
+    started, images = time.perf_counter(), 0
+    for _, batch in zip(range(batches), iterator, strict=False):
+        images += len(batch["image"])
+    return images / (time.perf_counter() - started)
+
+
+class EpochTimer(pl.Callback):
+    """Seconds of each training epoch, from its start to the end of its last step (the
+    validation that follows is not part of the comparison)."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._started = time.perf_counter()
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        self._last_step_ended = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.seconds.append(self._last_step_ended - self._started)
+
+
+def measure_overhead(cfg: DictConfig) -> dict[str, Any]:
+    """boneage's epoch time / a plain loop's, each its fastest epoch after the first (warm-up)."""
+    epochs = cfg.bench.overhead_epochs
+    datamodule = build(cfg.data)
+    module = build(cfg.module)
+    timer = EpochTimer()
+    callbacks = [build(node) for node in cfg.callbacks.values()] + [timer]
+    loggers = [build(node) for node in cfg.logger.values()]
+    trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers, max_epochs=epochs)
+    trainer.fit(module, datamodule=datamodule)
+    boneage_s = min(timer.seconds[1:])
+
+    plain_module = build(cfg.module)
+    plain_s = min(_plain_epochs(plain_module, datamodule, cfg, epochs)[1:])
+    images = len(datamodule.rows("train")) // cfg.data.batch_size * cfg.data.batch_size
+    return {
+        "model": cfg.model.name,
+        "image_size": cfg.data.image_size,
+        "batch_size": cfg.data.batch_size,
+        "precision": cfg.trainer.precision,
+        "device": str(trainer.strategy.root_device),
+        "boneage_epoch_s": round(boneage_s, 3),
+        "plain_epoch_s": round(plain_s, 3),
+        "ratio": round(boneage_s / plain_s, 3),
+        "training_images_per_s": round(images / boneage_s, 1),
+    }
+
+
+def _plain_epochs(module: torch.nn.Module, datamodule: Any, cfg: DictConfig, epochs: int) -> list[float]:
+    """The same training written as a bare PyTorch loop: forward, L1 on standardised ages,
+    backward, gradient clipping, AdamW step, per-batch lr schedule."""
+    device = torch.device("cuda" if torch.cuda.is_available() and cfg.trainer.accelerator != "cpu" else "cpu")
+    model = module.to(device).train()
+    mean, std = datamodule.train_age_stats
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optimizer.lr, weight_decay=cfg.optimizer.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=1000)
+    autocast = _autocast(str(cfg.trainer.precision), device)
+    scaler = torch.amp.GradScaler(device.type, enabled=str(cfg.trainer.precision) == "16-mixed")
+    loader = datamodule.train_dataloader()  # one loader for all epochs, as Lightning keeps its workers
+    seconds = []
+    for epoch in range(epochs):
+        datamodule.set_epoch(epoch)
+        started = time.perf_counter()
+        for batch in loader:
+            images, ages = batch["image"].to(device), batch["age"].to(device)
+            with autocast:
+                loss = torch.nn.functional.l1_loss(model._standardised(images), (ages - mean) / std)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.trainer.gradient_clip_val or float("inf"))
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+        synchronize(device)
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+def _autocast(precision: str, device: torch.device) -> torch.autocast:
+    dtype = {"16-mixed": torch.float16, "bf16-mixed": torch.bfloat16}.get(precision)
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+
+
+def compare_models(models: list[str], settings: DictConfig) -> list[dict[str, Any]]:
+    """Each model measured in a fresh process, so that its peak memory is its own."""
+    context = multiprocessing.get_context("spawn")
+    rows = []
+    for name in models:
+        print(f"measuring {name} ...", flush=True)
+        with context.Pool(1) as pool:
+            rows.append(pool.apply(_measure_model, (name, OmegaConf.to_container(settings))))
+    return rows
+
+
+def _measure_model(option: str, settings: dict[str, Any]) -> dict[str, Any]:
+    from hydra import compose, initialize_config_dir
+
+    register_resolvers()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        overrides = [f"model={option}", "model.pretrained=false", *settings["model_overrides"]]
+        cfg = compose("train", overrides=overrides)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    rss_before = _memory_mb("VmRSS")
+    module = build(cfg.module).to(device)
+    size, batch = cfg.model.image_size, settings["model_batch"]
+    images = torch.rand(batch, 3, size, size, device=device)
+    ages = torch.rand(batch, device=device)
+    with FlopCounterMode(display=False) as flops:
+        module.eval()(images[:1])
+    optimizer = torch.optim.AdamW(module.parameters())
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    def train_step() -> None:
+        loss = torch.nn.functional.l1_loss(module._standardised(images), ages)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    def infer_step() -> None:
+        with torch.inference_mode():
+            module(images)
+
+    train_rate = _rate(module.train(), train_step, batch, settings["model_steps"], device)
+    infer_rate = _rate(module.eval(), infer_step, batch, settings["model_steps"], device)
+    peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+    peak = peak / 2**20 if peak is not None else _memory_mb("VmHWM") - rss_before
+    return {
+        "model": option,
+        "timm_name": cfg.model.name,
+        "image_size": size,
+        "parameters_m": round(sum(p.numel() for p in module.parameters()) / 1e6, 2),
+        "gflops": round(flops.get_total_flops() / 2 / 1e9, 3),  # multiply-adds, as model cards count them
+        "train_images_per_s": round(train_rate, 2),
+        "infer_images_per_s": round(infer_rate, 2),
+        "peak_memory_mb": round(peak, 1),
+        "memory_kind": "CUDA allocated" if device.type == "cuda" else "process RSS growth",
+        "batch": batch,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+    }
+
+
+def _rate(module: torch.nn.Module, step: Any, batch: int, steps: int, device: torch.device) -> float:
+    step()  # warm-up
+    synchronize(device)
+    started = time.perf_counter()
+    for _ in range(steps):
+        step()
+    synchronize(device)
+    return batch * steps / (time.perf_counter() - started)
+
+
+def _memory_mb(field: str) -> float:
+    """VmRSS (resident now) or VmHWM (resident at peak) of this process, from Linux's /proc.
+
+    The peak is the process's own: unlike getrusage's ru_maxrss, it is not inherited from
+    the parent that spawned this measuring process.
+    """
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def time_to_first_step(overrides: list[str], out_dir: Path) -> dict[str, Any]:
+    """Seconds from launching `python -m boneage.train` to its first training step."""
+    run_dir = out_dir / "first_step_run"
+    launched = time.time()
+    subprocess.run(
+        [sys.executable, "-m", "boneage.train", *overrides, f"hydra.run.dir={run_dir}"],
+        check=True,
+        capture_output=True,
+    )
+    first_step = RunRecord(run_dir).read()["first_step_at"]
+    return {
+        "command": "python -m boneage.train " + " ".join(overrides),
+        "seconds": round(datetime.fromisoformat(first_step).timestamp() - launched, 2),
+    }
+
+
+def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's three targets, each with its measured value and whether it is met."""
+    loader = pd.DataFrame(results["loader"])
+    default_workers = loader["workers"].max()
+    rate = loader.set_index(["pipeline", "workers"])["images_per_s"]
+    cached_speedup = rate["cached", default_workers] / rate["cold", default_workers]
+    feed = rate["cached", default_workers] / results["overhead"]["training_images_per_s"]
+    checks = [
+        ("cached loader / cold loader", cached_speedup, ">=", 3.0),
+        ("boneage epoch / plain PyTorch epoch", results["overhead"]["ratio"], "<=", 1.05),
+        ("cached loader / training throughput", feed, ">=", 1.0),
+    ]
+    return [
+        {"target": name, "measured": round(value, 3), "goal": f"{sign} {goal}", "met": bool(met)}
+        for name, value, sign, goal in checks
+        for met in [value >= goal if sign == ">=" else value <= goal]
+    ]
+
+
+def _print_table(title: str, rows: list[dict[str, Any]]) -> None:
+    print(f"\n{title}\n{pd.DataFrame(rows).to_string(index=False)}", flush=True)
+
+
+register_resolvers()
+
+
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="bench")
+def main(cfg: DictConfig) -> None:
+    bench(cfg)
+
+
+if __name__ == "__main__":
+    main()

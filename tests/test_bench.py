@@ -1,0 +1,26 @@
+"""`python -m boneage.bench`: it measures what the issue asks and writes it down."""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import run_cli
+
+
+def test_bench_quick_mode_prints_its_tables_and_writes_json(tmp_path):
+    own_data = tmp_path / "data"  # the bench generates its own demo sizes; keep them out of the shared data
+    result = run_cli(["bench=quick", f"hydra.run.dir={tmp_path / 'bench'}"], tmp_path, own_data, app="boneage.bench")
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.loads((tmp_path / "bench" / "bench.json").read_text())
+    assert {row["pipeline"] for row in results["loader"]} == {"cold", "cached"}
+    assert all(row["images_per_s"] > 0 for row in results["loader"])
+    assert results["mode"] == "quick" and results["overhead"]["ratio"] > 0 and results["overhead"]["plain_epoch_s"] > 0
+    assert results["models"][0]["parameters_m"] > 0 and results["models"][0]["gflops"] > 0
+    assert results["first_step"]["seconds"] > 0
+    assert [target["target"] for target in results["targets"]] == [
+        "cached loader / cold loader",
+        "boneage epoch / plain PyTorch epoch",
+        "cached loader / training throughput",
+    ]
+    for title in ("Loader throughput", "Framework overhead", "Models", "Time to the first training step", "Targets"):
+        assert title in result.stdout
