@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import operator
 import subprocess
 import sys
 import time
@@ -33,6 +34,7 @@ from boneage.resolvers import register_resolvers
 from boneage.speed import synchronize
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+COMPARE = {">=": operator.ge, "<=": operator.le}
 
 
 def bench(cfg: DictConfig) -> dict[str, Any]:
@@ -278,9 +280,8 @@ def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         ("cached loader / training throughput", feed, ">=", 1.0),
     ]
     return [
-        {"target": name, "measured": round(value, 3), "goal": f"{sign} {goal}", "met": bool(met)}
+        {"target": name, "measured": round(value, 3), "goal": f"{sign} {goal}", "met": bool(COMPARE[sign](value, goal))}
         for name, value, sign, goal in checks
-        for met in [value >= goal if sign == ">=" else value <= goal]
     ]
 
 

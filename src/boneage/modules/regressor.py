@@ -164,7 +164,8 @@ class AgeRegressor(pl.LightningModule):
         return loss
 
     def _per_image_loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        predictions = outputs if hasattr(self.loss, "decode") else outputs.squeeze(1).float()
+        # A distribution loss reads the logits; a pointwise loss the standardised ages.
+        predictions = outputs if hasattr(self.loss, "decode") else self._decode(outputs)
         losses = self.loss(predictions, targets)
         if losses.shape != targets.shape:
             raise ConfigError(
