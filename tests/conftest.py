@@ -28,7 +28,6 @@ TINY = [
     "data.source.n_subjects=60",
     "data.source.image_size=64",
     "data.split.age_bin_width=4",
-    "data.num_workers=0",
     "trainer.max_epochs=1",
     "callbacks.progress_bar.refresh_rate=0",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pandas as pd
@@ -67,11 +69,14 @@ def test_missing_and_corrupt_files_are_counted_and_the_first_few_listed(tmp_path
     assert "not a readable image: 2 row(s): 9 (ok7.png), 10 (ok8.png)" in message
 
 
-def test_drop_trains_without_bad_rows_and_lists_them(tmp_path):
+def test_drop_leaves_bad_rows_out_of_every_loader_and_lists_them(tmp_path):
     source = dataset_folder(tmp_path, [("absent.png", 9, "p98", "F"), ("ok0.png", -1, "p97", "F")])
     data = datamodule(source, tmp_path, on_bad_rows="drop")
     data.setup()
     assert len(data.table) == 30 and data.summary()["dropped_rows"] == 2
+    datasets = [loader.dataset for loader in (data.train_dataloader(), data.val_dataloader(), data.test_dataloader())]
+    assert sorted(Path(image).name for d in datasets for image in d.images) == sorted(f"ok{i}.png" for i in range(30))
+    assert all(age >= 0 for d in datasets for age in d.ages)  # ok0.png is served with its good row only
     dropped = pd.read_csv(tmp_path / "run" / "dropped_rows.csv")
     assert dropped["problem"].tolist() == ["file not found", "negative age"]
     assert dropped["row"].tolist() == [32, 33]

@@ -10,6 +10,7 @@ the operating system frees them when a worker exits, however it exits.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import time
 from pathlib import Path
@@ -36,6 +37,9 @@ class DeviceSlots(Callback):
         self.lock_dir = Path(lock_dir)
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # loky names its own start method in its workers; a loader worker started from here
+        # inherits that name and cannot resolve it ("cannot find context for 'loky'").
+        multiprocessing.set_start_method("spawn", force=True)
         slot = self._claim_slot()
         if self.gpus:
             group = slot % max(1, len(self.gpus) // self.gpus_per_job)

@@ -8,24 +8,12 @@ from boneage.seeding import derived_seed, seed_generators
 
 
 class SeedEveryEpoch(pl.Callback):
-    """Before an epoch's data is drawn: seed the loader's shuffle and augmentations, and the
-    global generators (dropout), from (seed, epoch) only.
-
-    `on_fit_start` covers the first epoch of a run, fresh or resumed, whose loader iterator
-    Lightning creates before `on_train_epoch_start`.
-    """
+    """At the start of each training epoch, seed the global generators (dropout, mixup)
+    from (seed, epoch, rank) only. The loaders' shuffle and augmentations follow from
+    (seed, epoch) by themselves (datamodules/samplers.py)."""
 
     def __init__(self, seed: int) -> None:
         self.seed = seed
 
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._seed_epoch(trainer)
-
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._seed_epoch(trainer)
-
-    def _seed_epoch(self, trainer: pl.Trainer) -> None:
-        epoch = trainer.current_epoch
-        if hasattr(trainer.datamodule, "set_epoch"):
-            trainer.datamodule.set_epoch(epoch)
-        seed_generators(derived_seed(self.seed, epoch, trainer.global_rank))
+        seed_generators(derived_seed(self.seed, trainer.current_epoch, trainer.global_rank))

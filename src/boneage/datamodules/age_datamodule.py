@@ -13,18 +13,18 @@ import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, RandomSampler, WeightedRandomSampler
 
 from boneage.datamodules.balance import balance_weights
 from boneage.datamodules.cache import CachedImages, cached_images
 from boneage.datamodules.dataset import AgeImageDataset
 from boneage.datamodules.inputs import encode_inputs
+from boneage.datamodules.samplers import EpochLoader, EpochSampler, ShardSampler
 from boneage.datamodules.splits import SubjectSplit, split_summary
 from boneage.datamodules.transforms import build_pipeline, preprocessing
 from boneage.datamodules.validation import describe
+from boneage.datamodules.workers import stop_with_trainer, worker_context
 from boneage.errors import ConfigError, DataError
 from boneage.records import write_atomically
-from boneage.seeding import derived_seed
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,8 @@ class AgeDataModule(pl.LightningDataModule):
     its test subjects evaluated again later. With `folds`, validation is fold `fold` of a
     k-fold split of the non-test subjects (cross-validation). `extra_inputs` are table
     columns served beside each image; `balance` re-balances rare ages (see balance.py).
+    Loaders shard their sets over DDP ranks themselves (see samplers.py), and loader
+    workers start through `worker_start` (see workers.py).
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class AgeDataModule(pl.LightningDataModule):
         pin_memory: bool | None = None,
         persistent_workers: bool = True,
         prefetch_factor: int | None = 2,
+        worker_start: str | None = "forkserver",
         cache: bool = False,
         cache_dir: str | None = None,
         clahe: bool = False,
@@ -84,6 +87,8 @@ class AgeDataModule(pl.LightningDataModule):
             "pin_memory": torch.cuda.is_available() if pin_memory is None else pin_memory,
             "persistent_workers": persistent_workers and num_workers > 0,
             "prefetch_factor": prefetch_factor if num_workers > 0 else None,
+            "multiprocessing_context": worker_context(worker_start) if num_workers > 0 else None,
+            "worker_init_fn": stop_with_trainer() if num_workers > 0 else None,
         }
         if cache and not cache_dir:
             raise ConfigError("data.cache=true needs data.cache_dir (a folder for preprocessed images).")
@@ -95,11 +100,9 @@ class AgeDataModule(pl.LightningDataModule):
         self.seed = seed
         self.output_dir = output_dir
         self.dropped_rows = 0
-        # The loader's own generators: drawing from the global one would shift the dropout
-        # stream by whenever Lightning happens to create the epoch's iterator.
-        self._shuffle = torch.Generator()
-        self._worker_seeds = torch.Generator()
-        self._train_dataset: AgeImageDataset | None = None
+        # The loaders' own generator for worker seeds: drawing from the global one would shift
+        # the dropout stream by whenever Lightning happens to create an iterator.
+        self._worker_seeds = torch.Generator().manual_seed(seed)
         self.preprocessing_settings = {
             "image_size": image_size,
             "clahe": clahe,
@@ -151,13 +154,6 @@ class AgeDataModule(pl.LightningDataModule):
     def _is_global_zero(self) -> bool:
         return self.trainer is None or self.trainer.is_global_zero
 
-    def set_epoch(self, epoch: int) -> None:
-        """Make this epoch's shuffle and augmentations a function of (seed, epoch) alone."""
-        self._shuffle.manual_seed(derived_seed(self.seed, epoch))
-        self._worker_seeds.manual_seed(derived_seed(self.seed, epoch, 1))
-        if self._train_dataset is not None:
-            self._train_dataset.set_epoch(epoch)
-
     def rows(self, name: str) -> pd.DataFrame:
         """The rows of one set ('train', 'val' or 'test')."""
         if self.table is None:
@@ -206,7 +202,7 @@ class AgeDataModule(pl.LightningDataModule):
             },
         }
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> EpochLoader:
         rows = self.rows("train")
         method = self.balance.get("method")
         weights = balance_weights(
@@ -216,7 +212,7 @@ class AgeDataModule(pl.LightningDataModule):
             power=self.balance.get("power", 1.0),
             kernel_sigma=self.balance.get("kernel_sigma", 2.0),
         )
-        self._train_dataset = AgeImageDataset(
+        dataset = AgeImageDataset(
             rows,
             self.train_pipeline,
             augmentation_seed=self.seed,
@@ -224,29 +220,30 @@ class AgeDataModule(pl.LightningDataModule):
             weights=weights if method == "lds" else None,
             cache=self.cache,
         )
-        if method == "sampler":
-            sampler = WeightedRandomSampler(weights.tolist(), len(rows), replacement=True, generator=self._shuffle)
-        else:
-            sampler = RandomSampler(self._train_dataset, generator=self._shuffle)
-        return self._loader(
-            self._train_dataset, sampler=sampler, generator=self._worker_seeds, drop_last=len(rows) > self.batch_size
-        )
+        sampler = EpochSampler(len(rows), self.seed, weights if method == "sampler" else None, *self._shard())
+        return self._loader(dataset, sampler, drop_last=len(sampler) > self.batch_size)
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self._evaluation_dataset("val"))
+    def val_dataloader(self) -> EpochLoader:
+        return self._evaluation_loader("val")
 
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self._evaluation_dataset("test"))
+    def test_dataloader(self) -> EpochLoader:
+        return self._evaluation_loader("test")
 
-    def _evaluation_dataset(self, name: str) -> AgeImageDataset:
-        return AgeImageDataset(self.rows(name), self.eval_pipeline, inputs=self._inputs(name), cache=self.cache)
+    def _evaluation_loader(self, name: str) -> EpochLoader:
+        rows = self.rows(name)
+        dataset = AgeImageDataset(rows, self.eval_pipeline, inputs=self._inputs(name), cache=self.cache)
+        return self._loader(dataset, ShardSampler(len(rows), *self._shard()))
 
-    def _loader(self, dataset: AgeImageDataset, sampler=None, generator=None, drop_last: bool = False) -> DataLoader:
-        return DataLoader(
+    def _shard(self) -> tuple[int, int]:
+        """This process's rank and the world size (0 and 1 outside DDP)."""
+        return (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+
+    def _loader(self, dataset: AgeImageDataset, sampler, drop_last: bool = False) -> EpochLoader:
+        return EpochLoader(
             dataset,
             batch_size=self.batch_size,
             sampler=sampler,
-            generator=generator,
+            generator=self._worker_seeds,
             drop_last=drop_last,
             num_workers=self.num_workers,
             **self.loader_options,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
-
 import albumentations as A
 import numpy as np
 import pandas as pd
@@ -19,9 +17,9 @@ class AgeImageDataset(Dataset):
     """Yields {"image": CHW float tensor, "age": float tensor, "index": row number}, plus
     "inputs" (the encoded table inputs) and "weight" (the loss weight) when given.
 
-    With `augmentation_seed`, every sample's random augmentation is seeded by (seed,
-    epoch, index): the same in every run, every resume and whatever the loader workers.
-    The epoch lives in shared memory so that persistent loader workers see it change.
+    A sample is asked for by its row index, or by `(epoch, index)` as `EpochSampler`
+    yields it: with `augmentation_seed`, its random augmentation is then seeded by (seed,
+    epoch, index), the same in every run, every resume and whatever the loader workers.
     With `cache`, images come preprocessed from it and `pipeline` holds only what follows.
     """
 
@@ -41,17 +39,14 @@ class AgeImageDataset(Dataset):
         self.inputs = None if inputs is None or inputs.shape[1] == 0 else torch.as_tensor(inputs)
         self.weights = None if weights is None else torch.as_tensor(weights)
         self.cache = cache
-        self._epoch = multiprocessing.Value("q", 0, lock=False)
-
-    def set_epoch(self, epoch: int) -> None:
-        self._epoch.value = epoch
 
     def __len__(self) -> int:
         return len(self.images)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, torch.Tensor | int]:
+        epoch, index = key if isinstance(key, tuple) else (0, key)
         if self.augmentation_seed is not None:
-            self.pipeline.set_random_seed(derived_seed(self.augmentation_seed, self._epoch.value, index))
+            self.pipeline.set_random_seed(derived_seed(self.augmentation_seed, epoch, index))
         path = self.images[index]
         image = self.pipeline(image=self.cache[path] if self.cache else read_grayscale(path))["image"]
         sample = {"image": image, "age": torch.tensor(self.ages[index]), "index": index}

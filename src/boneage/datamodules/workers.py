@@ -1,0 +1,75 @@
+"""How loader worker processes start: from a fork server, not by forking the training process.
+
+A DataLoader forks its workers from the training process by default. Once that process
+runs threads (the gloo/NCCL threads of DDP, PyTorch's intra-op pool, TensorBoard's
+writer), a fork can copy a lock that another thread holds, and the child waits on it
+forever: the DDP sweep that hung in `trainer.test`. Inside a joblib (loky) worker, the
+parallel launcher's, a forked DataLoader worker does not start at all. A fork server is a
+single-threaded process started once, from which workers are forked: safe in both cases,
+and, with the modules a worker needs preloaded there, nearly as quick as a plain fork.
+
+A worker forked from the server is the server's child, not the training process's, so
+PyTorch's check that a worker's parent is still alive cannot see the training process die,
+and the server stays up while its workers do: after a `kill -9` both would linger, holding
+memory. `stop_with_trainer` ends each worker as soon as the training process is gone.
+"""
+
+from __future__ import annotations
+
+import functools
+import multiprocessing
+import os
+import select
+import threading
+import time
+from collections.abc import Callable
+from multiprocessing.context import BaseContext
+
+from boneage.errors import ConfigError
+
+PRELOADED = ["boneage.datamodules.dataset"]  # torch, albumentations, numpy: imported once, not per worker
+
+
+def worker_context(method: str | None) -> BaseContext | None:
+    """The multiprocessing context loader workers start from (None: the platform default)."""
+    if method is None:
+        return None
+    if method not in multiprocessing.get_all_start_methods():
+        raise ConfigError(
+            f"data.worker_start={method!r} is not available here; choose one of "
+            f"{multiprocessing.get_all_start_methods()} (forkserver where it exists)."
+        )
+    context = multiprocessing.get_context(method)
+    if method == "forkserver":
+        context.set_forkserver_preload(PRELOADED)
+    return context
+
+
+def stop_with_trainer() -> Callable[[int], None]:
+    """A loader `worker_init_fn` that ends the worker once this (the training) process is gone."""
+    return functools.partial(_watch, os.getpid())
+
+
+def _watch(trainer_pid: int, worker_id: int) -> None:
+    threading.Thread(target=_exit_when_gone, args=(trainer_pid,), daemon=True, name="trainer-watch").start()
+
+
+def _exit_when_gone(pid: int) -> None:
+    try:
+        process = os.pidfd_open(pid)  # Linux: becomes readable once the process has ended
+    except (AttributeError, OSError):  # no pidfd here, or already gone: poll
+        while _alive(pid):
+            time.sleep(1)
+    else:
+        select.select([process], [], [])
+    os._exit(0)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process of that number: alive
+        pass
+    return True
