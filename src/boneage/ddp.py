@@ -18,7 +18,8 @@ from contextlib import contextmanager
 import torch.distributed
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_original_cwd
-from pytorch_lightning.strategies.launchers import subprocess_script
+
+from boneage.lightning_private import start_ranks_with
 
 
 def job_rank_command(local_rank: int) -> tuple[Sequence[str], str]:
@@ -40,7 +41,7 @@ def job_rank_command(local_rank: int) -> tuple[Sequence[str], str]:
 
 def route_ranks_to_job_directory() -> None:
     """Make Lightning's subprocess launcher use `job_rank_command` for the ranks it starts."""
-    subprocess_script._hydra_subprocess_cmd = job_rank_command
+    start_ranks_with(job_rank_command)
 
 
 @contextmanager
