@@ -6,6 +6,7 @@ learning-rate range test or batch-size search and the command prints what to pas
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import hydra
@@ -42,13 +43,35 @@ def tune(cfg: DictConfig) -> float | int:
 
 def _find_lr(tuner: Tuner, module: pl.LightningModule, datamodule: pl.LightningDataModule, cfg: DictConfig) -> float:
     finder = tuner.lr_find(module, datamodule=datamodule, update_attr=False, **OmegaConf.to_container(cfg.lr_find))
-    suggestion = finder.suggestion() if finder else None
-    if suggestion is None:
-        raise ConfigError("The lr range test found no clear descent; raise lr_find.num_training or widen the range.")
+    if finder is None or len(finder.results["lr"]) < 4:
+        raise ConfigError("The lr range test recorded too few steps; raise lr_find.num_training.")
+    suggestion = valley(finder.results["lr"], finder.results["loss"])
+    figure = finder.plot()
+    figure.axes[0].axvline(suggestion, color="red", linestyle="--", label=f"suggestion {suggestion:.3g}")
+    figure.axes[0].legend()
     plot = Path(cfg.paths.output_dir) / "lr_finder.png"
-    save_figure(finder.plot(suggest=True), plot)
+    save_figure(figure, plot)
     print(f"Suggested learning rate: {suggestion:.3g}. Train with optimizer.lr={suggestion:.3g} (curve: {plot}).")
     return suggestion
+
+
+def valley(lrs: Sequence[float], losses: Sequence[float]) -> float:
+    """The lr two-thirds of the way down the longest falling stretch of the loss curve.
+
+    Lightning's own suggestion (the steepest slope) can land on a bump at the start of the
+    curve, where noise rises and falls by chance, and suggest an lr far too small to train.
+    The longest stretch of falling loss is where training really descends; fastai's
+    "valley" rule suggests the point two-thirds of the way along it, short of the minimum
+    where the loss is about to blow up.
+    """
+    # longest[i]: length of the longest decreasing subsequence of losses ending at i
+    longest = [1] * len(losses)
+    for i in range(1, len(losses)):
+        longest[i] = 1 + max((longest[j] for j in range(i) if losses[j] > losses[i]), default=0)
+    end = max(range(len(losses)), key=lambda i: (longest[i], -i))
+    start = end - longest[end] + 1
+    third = (end - start) / 3
+    return float(lrs[start + int(third) + int(third / 2)])
 
 
 register_resolvers()

@@ -34,10 +34,18 @@ def parameter_groups(
 
 
 def _named_by_depth(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """timm's groups named by depth (layer0 nearest the input), for the lr monitor's curves."""
+    """timm's groups named by depth (layer0 nearest the input), for the lr monitor's curves.
+
+    Layers that end up with the same lr and weight decay (all of them with layer_decay=1)
+    share one group: the optimizer treats them alike, and group names must be unique.
+    """
     depths = sorted({group["lr"] for group in groups})
-    named = []
+    named: dict[str, dict[str, Any]] = {}
     for group in groups:
         decay = "decay" if group["weight_decay"] else "no_decay"
-        named.append(group | {"name": f"backbone.layer{depths.index(group['lr'])}.{decay}"})
-    return named
+        name = f"backbone.layer{depths.index(group['lr'])}.{decay}"
+        if name in named:
+            named[name]["params"] += group["params"]
+        else:
+            named[name] = group | {"name": name, "params": list(group["params"])}
+    return list(named.values())
