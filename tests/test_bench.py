@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.conftest import run_cli
 
 
+@pytest.mark.slow
 def test_bench_quick_mode_prints_its_tables_and_writes_json(tmp_path):
     own_data = tmp_path / "data"  # the bench generates its own demo sizes; keep them out of the shared data
     result = run_cli(["bench=quick", f"hydra.run.dir={tmp_path / 'bench'}"], tmp_path, own_data, app="boneage.bench")
@@ -14,6 +17,10 @@ def test_bench_quick_mode_prints_its_tables_and_writes_json(tmp_path):
     results = json.loads((tmp_path / "bench" / "bench.json").read_text())
     assert {row["pipeline"] for row in results["loader"]} == {"cold", "cached"}
     assert all(row["images_per_s"] > 0 for row in results["loader"])
+    per_core = {row["image_size"]: row["images_per_s_per_core"] for row in results["loader"] if row["workers"] == 0}
+    assert set(per_core) == {32, 48}  # the bench size and bench.loader_sizes
+    low, high = (float(rate) for rate in results["loader"][0]["spread"].split("-"))
+    assert low <= results["loader"][0]["images_per_s"] <= high  # the median of the repeats lies in their spread
     assert results["mode"] == "quick" and results["overhead"]["ratio"] > 0 and results["overhead"]["plain_epoch_s"] > 0
     assert results["models"][0]["parameters_m"] > 0 and results["models"][0]["gflops"] > 0
     assert results["first_step"]["seconds"] > 0
