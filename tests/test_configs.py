@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from tests.conftest import TINY, group_options, run_cli
+from boneage.modules.backbones import feature_width
+from tests.conftest import CONF_DIR, TINY, group_options, run_cli
 
-SELECTABLE_GROUPS = (
-    "model", "loss", "optimizer", "scheduler", "trainer", "callbacks", "logger",
-    "debug", "experiment", "launcher", "hparams_search", "training", "averaging",
-)  # fmt: skip
+OTHER_GROUPS = ("trainer", "callbacks", "logger", "debug", "experiment", "launcher", "hparams_search", "training")
 
 
-@pytest.mark.parametrize(
-    "override", [f"{group}={option}" for group in SELECTABLE_GROUPS for option in group_options(group)]
-)
-def test_every_group_option_composes_and_resolves(compose_train, override):
+@pytest.mark.parametrize("override", [f"{group}={option}" for group in OTHER_GROUPS for option in group_options(group)])
+def test_every_other_group_option_composes_and_resolves(compose_train, override):
     cfg = compose_train([override])
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation points somewhere real
     assert cfg.trainer._target_ == "pytorch_lightning.Trainer"
@@ -32,24 +33,81 @@ def test_table_data_composes_once_its_files_are_named(compose_train):
     assert cfg.data.split.age_bin_width == 10  # the issue's default: bins of 10 units
 
 
-@pytest.mark.parametrize("option", group_options("loss") + group_options("optimizer"))
-def test_losses_and_optimizers_instantiate(compose_train, option):
-    group = "loss" if option in group_options("loss") else "optimizer"
-    cfg = compose_train([f"{group}={option}"])
-    built = instantiate(cfg[group])
-    if group == "optimizer":
-        import torch
-
-        built = built(params=[torch.nn.Parameter(torch.zeros(1))])
-        assert built.defaults["lr"] == cfg.optimizer.lr
-    assert built is not None
+COMBINED_GROUPS = ("scheduler", "optimizer", "loss", "averaging", "model")
+PACKAGE = {"averaging": "callbacks.averaging"}  # where a group's option lands in the composed config
 
 
-def test_model_options_carry_native_size_and_batch(compose_train):
-    for option in group_options("model"):
-        model = compose_train([f"model={option}"]).model
-        assert model.image_size > 0 and model.batch_size > 0, option
-    assert compose_train(["model=efficientnet_b1"]).model.image_size == 240
+@pytest.fixture(scope="module")
+def compose_plain():
+    """compose_plain(overrides) -> the composed train config, without a Hydra run around it (fast)."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        yield lambda overrides: compose("train", overrides=list(overrides))
+    GlobalHydra.instance().clear()
+
+
+@pytest.fixture(scope="module")
+def option_keys(compose_plain):
+    """option_keys(group, option) -> the dotted keys that option has on its own (composed once)."""
+    return functools.cache(
+        lambda group, option: dotted_keys(
+            OmegaConf.to_container(OmegaConf.select(compose_plain([f"{group}={option}"]), PACKAGE.get(group, group)))
+        )
+    )
+
+
+def dotted_keys(node, prefix: str = "") -> set[str]:
+    if not isinstance(node, dict) or not node:
+        return {prefix}
+    return {key for name, value in node.items() for key in dotted_keys(value, f"{prefix}.{name}".lstrip("."))}
+
+
+def build_group(cfg, group: str) -> None:
+    """Instantiate what the group configures, as training would (no training)."""
+    if group == "averaging":
+        instantiate(cfg.callbacks.averaging)
+        return
+    module = instantiate(cfg.module)
+    if group in ("optimizer", "scheduler"):
+        module.trainer = SimpleNamespace(estimated_stepping_batches=100, max_epochs=10)  # the schedule's length
+        module.configure_optimizers()
+
+
+@pytest.mark.parametrize("experiment", ["none", *group_options("experiment")])
+def test_every_experiment_composes_with_every_option_and_keeps_other_options_keys_out(
+    compose_plain, option_keys, experiment
+):
+    chosen = [] if experiment == "none" else [f"experiment={experiment}"]
+    broken = []
+    for group in COMBINED_GROUPS:
+        package = PACKAGE.get(group, group)
+        for option in group_options(group):
+            try:
+                cfg = compose_plain([*chosen, f"{group}={option}", "model.pretrained=false"])
+                composed = OmegaConf.to_container(OmegaConf.select(cfg, package), resolve=True)
+                leaked = dotted_keys(composed) - option_keys(group, option)
+                assert not leaked, f"keys that {option} does not have: {sorted(leaked)}"
+                if group != "model":  # networks are built once per model config below
+                    OmegaConf.update(cfg, "model.name", "test_resnet")
+                    OmegaConf.update(cfg, "model.kwargs", {}, merge=False)
+                    build_group(cfg, group)
+            except Exception as error:
+                broken.append(f"experiment={experiment} {group}={option}: {type(error).__name__}: {error}")
+    assert not broken, "\n".join(broken)
+
+
+@pytest.mark.parametrize("option", group_options("model"))
+def test_each_model_config_builds_its_network_for_its_native_size(compose_plain, option):
+    """Built on the meta device: shapes and widths are checked without computing 200M-parameter nets."""
+    cfg = compose_plain([f"model={option}", "model.pretrained=false"])
+    size = cfg.model.image_size
+    assert size > 0 and cfg.model.batch_size > 0
+    with torch.device("meta"):
+        module = instantiate(cfg.module)
+        predicted = module(torch.empty(2, 3, size, size))
+    assert module.backbone.default_cfg["architecture"] == cfg.model.name.split(".")[0]
+    assert module.head[1].in_features == feature_width(module.backbone)  # the head reads the pooled width
+    assert predicted.shape == (2,)  # one age per image at the config's own size
 
 
 def test_data_follows_the_model_size_unless_overridden(compose_train):
@@ -63,6 +121,7 @@ def test_mistyped_key_fails_instead_of_adding_a_key(compose_train):
         compose_train(["model.dropuot=0.3"])
 
 
+@pytest.mark.slow
 def test_cli_help_lists_the_config_groups(tmp_path, data_dir):
     result = run_cli(["--help"], tmp_path, data_dir)
     assert result.returncode == 0, result.stderr
@@ -75,6 +134,7 @@ def test_cli_help_lists_the_config_groups(tmp_path, data_dir):
         assert line in result.stdout
 
 
+@pytest.mark.slow
 def test_cli_cfg_job_prints_the_composed_config_with_overrides(tmp_path, data_dir):
     result = run_cli(["model=efficientnet_b1", "loss=huber", "--cfg", "job"], tmp_path, data_dir)
     assert result.returncode == 0, result.stderr
@@ -83,6 +143,7 @@ def test_cli_cfg_job_prints_the_composed_config_with_overrides(tmp_path, data_di
     assert printed.loss._target_ == "torch.nn.HuberLoss"
 
 
+@pytest.mark.slow
 def test_cli_mistyped_key_exits_with_hydras_message(tmp_path, data_dir):
     result = run_cli([*TINY, "optimizer.lrr=1e-3"], tmp_path, data_dir)
     assert result.returncode != 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -140,6 +141,31 @@ def test_predict_on_a_folder_writes_one_row_per_image(two_runs, tmp_path):
     table = pd.read_csv(output)
     assert len(table) == 5 and table["predicted_age"].between(0, 30).all()
     assert sorted(table["image"].map(lambda p: p.rsplit("/", 1)[-1])) == sorted(p.name for p in folder.iterdir())
+
+
+@pytest.mark.slow
+def test_predict_from_a_table_keeps_its_columns_and_matches_the_run(two_runs, tmp_path):
+    run = load_run(two_runs[0])
+    rows = run.test_rows.head(6)
+    table = pd.DataFrame({"file": [Path(p).name for p in rows["image"]], "patient": rows["subject"].tolist()})
+    table.to_csv(tmp_path / "new.csv", index=False)
+    output = tmp_path / "ages.csv"
+    overrides = [f"run={two_runs[0]}", f"input={tmp_path / 'new.csv'}", "image_column=file",
+                 f"image_dir={Path(rows['image'].iloc[0]).parent}", f"output={output}"]  # fmt: skip
+    predict(compose_app("predict", overrides))
+    written = pd.read_csv(output)
+    assert written["patient"].tolist() == table["patient"].tolist()  # the table's own columns, in its order
+    np.testing.assert_allclose(written["predicted_age"], run.predict(rows), atol=1e-4)
+
+
+@pytest.mark.slow
+def test_ensemble_weights_weigh_each_members_prediction(two_runs, tmp_path):
+    members = [load_run(run) for run in two_runs]
+    rows = members[0].test_rows
+    expected = 0.8 * members[0].predict(rows) + 0.2 * members[1].predict(rows)
+    overrides = [f"ensemble=[{two_runs[0]},{two_runs[1]}]", "weights=[0.8,0.2]", f"output_dir={tmp_path / 'w'}"]
+    predictions = pd.read_csv(evaluate(compose_app("evaluate", overrides)) / "predictions.csv")
+    np.testing.assert_allclose(predictions["predicted"], expected, atol=1e-4)
 
 
 def test_folds_partition_the_non_test_subjects():

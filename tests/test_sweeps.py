@@ -71,6 +71,7 @@ def _claim(lock_dir: str, barrier, results) -> None:
     barrier.wait()  # hold the slot until the other worker has claimed one too
 
 
+@pytest.mark.slow
 def test_device_slots_give_concurrent_workers_disjoint_gpus(tmp_path):
     context = multiprocessing.get_context("spawn")
     barrier, results = context.Barrier(2), context.Queue()
@@ -114,6 +115,28 @@ def test_parallel_sweep_runs_jobs_at_once_and_the_report_ranks_them(tmp_path, da
         assert events.Scalars("hp/val_mae")[-1].value == pytest.approx(
             table.set_index("run").loc[f"dropout/{job}", "val_mae"]
         )
+
+
+@pytest.mark.slow
+def test_submitit_launcher_runs_a_sweep_whose_records_and_report_match_a_parallel_one(tmp_path, data_dir, capsys):
+    """The SLURM path end to end: Hydra's submitit plugin and submitit, with the local executor."""
+    sweeps = {}
+    for launcher in ("slurm_local", "parallel"):
+        sweeps[launcher] = tmp_path / launcher
+        args = ["-m", *TINY, "model.dropout=0.0,0.5", f"launcher={launcher}", f"hydra.sweep.dir={sweeps[launcher]}"]
+        result = run_cli(args, tmp_path, data_dir)
+        assert result.returncode == 0, result.stderr[-3000:]
+    submitted, parallel = (records(sweeps[name]) for name in ("slurm_local", "parallel"))
+    assert [r["status"] for r in submitted] == ["finished", "finished"]
+    assert [r["config"]["model"]["dropout"] for r in submitted] == [0.0, 0.5]
+    assert list((sweeps["slurm_local"] / ".submitit").iterdir())  # submitit ran them, leaving its job folders
+    for one, other in zip(submitted, parallel, strict=True):  # same seed, same data: the same runs
+        assert one["metrics"] == pytest.approx(other["metrics"], abs=1e-4)
+    tables = []
+    for sweep in sweeps.values():
+        report_main([str(sweep)])
+        tables.append(pd.read_csv(sweep / "report.csv").drop(columns=["run", "duration_s"], errors="ignore"))
+    assert tables[0][["status", "dropout"]].equals(tables[1][["status", "dropout"]])
 
 
 @pytest.mark.slow
