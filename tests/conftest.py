@@ -17,7 +17,8 @@ from boneage.resolvers import register_resolvers
 
 register_resolvers()  # as boneage.train does before composing
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = ROOT / "conf"
 
 # Small enough for seconds on a 2-core CPU: a few dozen demo subjects, a tiny timm model.
 TINY = [
@@ -79,8 +80,9 @@ def compose_app(config_name: str, overrides: list[str]) -> DictConfig:
 def run_cli(
     args: list[str], cwd: Path, data_dir: Path, timeout: int = 600, app: str = "boneage.train"
 ) -> subprocess.CompletedProcess:
-    """`python -m boneage.train ARGS` (or another boneage command) in a fresh process, as a user runs it."""
-    env = os.environ | {"BONEAGE_DATA_DIR": str(data_dir), "HYDRA_FULL_ERROR": "0"}
+    """`python -m boneage.train ARGS` (or another boneage command) in a fresh process, as a user runs it
+    (with the repository on PYTHONPATH, so that configs can name test-only classes in tests/)."""
+    env = os.environ | {"BONEAGE_DATA_DIR": str(data_dir), "HYDRA_FULL_ERROR": "0", "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         [sys.executable, "-m", app, *args],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,

@@ -6,6 +6,9 @@ lists, so each extra rank would start the whole sweep again in a new folder. The
 built here replays only the job's own overrides (one value per key, no `-m`) and pins the
 job's own output directory, so the ranks of a single run and of a sweep job alike join
 the job they belong to.
+
+A rank that stops answering must not hang the others forever: collectives time out after
+`trainer.strategy.timeout_min` (`ddp_strategy`), and the ranks rank 0 started end with it.
 """
 
 from __future__ import annotations
@@ -14,11 +17,17 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
 
+import pytorch_lightning as pl
 import torch.distributed
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_original_cwd
+from pytorch_lightning.strategies import DDPStrategy
 
+from boneage.errors import TrainingError
+from boneage.lifetime import exit_with
 from boneage.lightning_private import start_ranks_with
 
 
@@ -39,9 +48,17 @@ def job_rank_command(local_rank: int) -> tuple[Sequence[str], str]:
     return command, get_original_cwd()
 
 
+def ddp_strategy(timeout_min: float = 30, **kwargs: Any) -> DDPStrategy:
+    """Lightning's DDP whose collectives give up after `timeout_min` minutes with an error."""
+    return DDPStrategy(timeout=timedelta(minutes=timeout_min), **kwargs)
+
+
 def route_ranks_to_job_directory() -> None:
-    """Make Lightning's subprocess launcher use `job_rank_command` for the ranks it starts."""
+    """Make Lightning's subprocess launcher use `job_rank_command` for the ranks it starts, and
+    make a rank that was started so end when the rank that started it ends."""
     start_ranks_with(job_rank_command)
+    if int(os.environ.get("LOCAL_RANK", 0)) > 0:
+        exit_with(os.getppid())
 
 
 @contextmanager
@@ -60,3 +77,21 @@ def distributed_job_scope() -> Iterator[None]:
             torch.distributed.destroy_process_group()
         os.environ.clear()
         os.environ.update(environment)
+
+
+@contextmanager
+def collective_timeouts_named(trainer: pl.Trainer, timeout_min: float | None) -> Iterator[None]:
+    """A collective that timed out becomes an error naming this rank, the stage and the fix."""
+    try:
+        yield
+    except RuntimeError as error:
+        timed_out = isinstance(error, torch.distributed.DistError) or "timed out" in str(error).lower()
+        if not timed_out or trainer.world_size == 1:
+            raise
+        stage = trainer.state.fn.value if trainer.state.fn else "setup"  # fit, validate, test (the stage is reset)
+        raise TrainingError(
+            f"rank {trainer.global_rank} of {trainer.world_size} waited more than {timeout_min} min for the other "
+            f"ranks in a collective during {stage}: another rank stopped (see its log, train_ddp_process_<k>.log, "
+            "or its stalled_stacks/). Raise trainer.strategy.timeout_min if a rank is just slow, e.g. building "
+            f"the preprocessing cache. ({error})"
+        ) from error

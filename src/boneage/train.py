@@ -7,10 +7,12 @@ sweepers.
 
 from __future__ import annotations
 
+import functools
 import logging
 import shlex
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,9 +27,10 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from boneage.build import build
 from boneage.checks import check_checkpoint, check_config, check_free_space
-from boneage.ddp import distributed_job_scope, route_ranks_to_job_directory
+from boneage.ddp import collective_timeouts_named, distributed_job_scope, route_ranks_to_job_directory
 from boneage.errors import ConfigError, TrainingError
 from boneage.hparams import log_final_metrics, log_run_hparams
+from boneage.lifetime import PROMPT_STOP
 from boneage.records import RunRecord, environment, now
 from boneage.resolvers import register_resolvers
 from boneage.speed import measure_inference
@@ -58,8 +61,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
     started = time.monotonic()
     try:
-        outcome = _fit_and_evaluate(cfg)
+        with PROMPT_STOP.guarding(cfg.stop_grace_s, functools.partial(_record_stuck_stop, record, cfg.stop_grace_s)):
+            outcome = _fit_and_evaluate(cfg)
     except BaseException as error:
+        stalled = record.read_if_readable() if _is_global_zero() else {}
+        if stalled.get("status") == "stalled":  # the stall watchdog interrupted the run and recorded why
+            _listen_to_ctrl_c_again()
+            raise TrainingError(stalled["error"]) from error
         # Lightning turns Ctrl-C and SIGTERM into SystemExit once it has shut down cleanly.
         status = "interrupted" if isinstance(error, KeyboardInterrupt | SystemExit) else "failed"
         _record(record, status=status, error=f"{type(error).__name__}: {error}", ended_at=now())
@@ -90,8 +98,14 @@ def _fit_and_evaluate(cfg: DictConfig) -> dict[str, Any]:
     callbacks = [build(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers = [build(c) for c in (cfg.get("logger") or {}).values()]
     trainer: pl.Trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    log_run_hparams(cfg, trainer)
+    with collective_timeouts_named(trainer, OmegaConf.select(cfg, "trainer.strategy.timeout_min")):
+        return _fit_and_test(cfg, trainer, datamodule, module)
 
+
+def _fit_and_test(
+    cfg: DictConfig, trainer: pl.Trainer, datamodule: pl.LightningDataModule, module: pl.LightningModule
+) -> dict[str, Any]:
+    log_run_hparams(cfg, trainer)
     if cfg.train:
         check_free_space(cfg.paths.output_dir, module)
         with _explained_out_of_memory(cfg):
@@ -129,6 +143,26 @@ def _refuse_to_overwrite(record: RunRecord, cfg: DictConfig) -> None:
         )
 
 
+def _record_stuck_stop(record: RunRecord, grace_s: float, signal_name: str) -> None:
+    _record(
+        record,
+        status="interrupted",
+        error=f"{signal_name}: the run was still stuck {grace_s:g} s later (in a collective or a loader) and was "
+        f"ended. Its last checkpoint is intact: python -m boneage.resume {record.path.parent}",
+        ended_at=now(),
+    )
+
+
+def _listen_to_ctrl_c_again() -> None:
+    """Lightning ignores Ctrl-C after it handled one; the next job of a sweep must hear it again."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _is_global_zero() -> bool:
+    return rank_zero_only.rank == 0
+
+
 @contextmanager
 def _explained_out_of_memory(cfg: DictConfig) -> Iterator[None]:
     """GPU out of memory: say which smaller batch keeps the same effective batch size."""
@@ -164,6 +198,7 @@ register_resolvers()  # before Hydra composes: configs use ${boneage.*:} resolve
 
 @hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    PROMPT_STOP.install()
     route_ranks_to_job_directory()
     with distributed_job_scope():
         metrics = train(cfg)

@@ -5,5 +5,14 @@ from boneage.callbacks.epoch_seeding import SeedEveryEpoch
 from boneage.callbacks.freeze import FreezeBackbone
 from boneage.callbacks.interrupt import CheckpointOnInterrupt
 from boneage.callbacks.run_record import RunRecordCallback
+from boneage.callbacks.stall import StallWatchdog
 
-__all__ = ["EMA", "SWA", "CheckpointOnInterrupt", "FreezeBackbone", "RunRecordCallback", "SeedEveryEpoch"]
+__all__ = [
+    "EMA",
+    "SWA",
+    "CheckpointOnInterrupt",
+    "FreezeBackbone",
+    "RunRecordCallback",
+    "SeedEveryEpoch",
+    "StallWatchdog",
+]

@@ -22,7 +22,7 @@ from boneage.datamodules.samplers import EpochLoader, EpochSampler, ShardSampler
 from boneage.datamodules.splits import SubjectSplit, split_summary
 from boneage.datamodules.transforms import build_pipeline, preprocessing
 from boneage.datamodules.validation import describe
-from boneage.datamodules.workers import stop_with_trainer, worker_context
+from boneage.datamodules.workers import worker_context, worker_setup
 from boneage.errors import ConfigError, DataError
 from boneage.records import write_atomically
 
@@ -88,7 +88,7 @@ class AgeDataModule(pl.LightningDataModule):
             "persistent_workers": persistent_workers and num_workers > 0,
             "prefetch_factor": prefetch_factor if num_workers > 0 else None,
             "multiprocessing_context": worker_context(worker_start) if num_workers > 0 else None,
-            "worker_init_fn": stop_with_trainer() if num_workers > 0 else None,
+            "worker_init_fn": worker_setup(output_dir) if num_workers > 0 else None,
         }
         if cache and not cache_dir:
             raise ConfigError("data.cache=true needs data.cache_dir (a folder for preprocessed images).")

@@ -11,7 +11,7 @@ and, with the modules a worker needs preloaded there, nearly as quick as a plain
 A worker forked from the server is the server's child, not the training process's, so
 PyTorch's check that a worker's parent is still alive cannot see the training process die,
 and the server stays up while its workers do: after a `kill -9` both would linger, holding
-memory. `stop_with_trainer` ends each worker as soon as the training process is gone.
+memory. `worker_setup` ends each worker as soon as the training process is gone.
 """
 
 from __future__ import annotations
@@ -19,13 +19,12 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import os
-import select
-import threading
-import time
 from collections.abc import Callable
 from multiprocessing.context import BaseContext
 
 from boneage.errors import ConfigError
+from boneage.lifetime import exit_with
+from boneage.stacks import dump_stacks_on_request
 
 PRELOADED = ["boneage.datamodules.dataset"]  # torch, albumentations, numpy: imported once, not per worker
 
@@ -45,31 +44,12 @@ def worker_context(method: str | None) -> BaseContext | None:
     return context
 
 
-def stop_with_trainer() -> Callable[[int], None]:
-    """A loader `worker_init_fn` that ends the worker once this (the training) process is gone."""
-    return functools.partial(_watch, os.getpid())
+def worker_setup(run_dir: str | None) -> Callable[[int], None]:
+    """A loader `worker_init_fn`: the worker ends once this (the training) process is gone, and
+    writes its stacks into the run folder when a stalled run asks (boneage.stacks)."""
+    return functools.partial(_set_up_worker, os.getpid(), run_dir)
 
 
-def _watch(trainer_pid: int, worker_id: int) -> None:
-    threading.Thread(target=_exit_when_gone, args=(trainer_pid,), daemon=True, name="trainer-watch").start()
-
-
-def _exit_when_gone(pid: int) -> None:
-    try:
-        process = os.pidfd_open(pid)  # Linux: becomes readable once the process has ended
-    except (AttributeError, OSError):  # no pidfd here, or already gone: poll
-        while _alive(pid):
-            time.sleep(1)
-    else:
-        select.select([process], [], [])
-    os._exit(0)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's process of that number: alive
-        pass
-    return True
+def _set_up_worker(trainer_pid: int, run_dir: str | None, worker_id: int) -> None:
+    exit_with(trainer_pid)
+    dump_stacks_on_request(run_dir)

@@ -1,0 +1,25 @@
+"""A test-only augmentation that never returns: a loader stuck as a dead network share would leave it."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import albumentations as A
+
+
+class BlockForever(A.ImageOnlyTransform):
+    """Blocks every image of rank `rank` (None: of every rank) once the file `once` exists
+    (None: from the start), as a read that never returns."""
+
+    def __init__(self, rank: int | None = None, once: str | None = None, p: float = 1.0) -> None:
+        super().__init__(p=p)
+        self.rank = rank
+        self.once = once
+
+    def apply(self, img, **params):
+        ranked = self.rank is None or int(os.environ.get("LOCAL_RANK", 0)) == self.rank
+        if ranked and (self.once is None or os.path.exists(self.once)):
+            while True:
+                time.sleep(60)
+        return img
