@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +19,8 @@ import torch
 
 from boneage.errors import ConfigError, DiskFullError, TrainingError
 from boneage.modules import AgeRegressor
+from boneage.records import RunRecord
+from boneage.report import build_table
 from boneage.resolvers import unique_dir
 from boneage.train import train
 from tests.conftest import TINY, run_cli
@@ -102,6 +105,58 @@ def test_full_disk_during_a_save_keeps_earlier_checkpoints_and_records_the_path(
         assert torch.load(path, weights_only=True)["epoch"] == 0
     record = record_of(tmp_path / "run")
     assert record["status"] == "failed" and "disk full" in record["error"] and str(checkpoints) in record["error"]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real 100 MB file system (tmpfs) of the test's own; skipped where mounting is not allowed."""
+    mount_point = tmp_path / "small_disk"
+    mount_point.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=100m", "tmpfs", str(mount_point)], capture_output=True
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.decode().strip()}")
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def fill(disk: Path) -> None:
+    """Write a file until the disk is full."""
+    with open(disk / "filler", "wb") as file:
+        try:
+            while True:
+                file.write(b"\0" * 2**20)
+                file.flush()
+        except OSError as error:
+            assert error.errno == errno.ENOSPC
+
+
+@pytest.mark.slow
+def test_a_really_full_disk_ends_the_run_as_failed_with_its_record_and_checkpoints_intact(
+    small_disk, tmp_path, data_dir
+):
+    run_dir = small_disk / "run"
+    process = start_training([*TINY, "trainer.max_epochs=20", f"hydra.run.dir={run_dir}"], tmp_path, data_dir)
+    wait_for_epochs(run_dir, 1, process)
+    fill(small_disk)  # the disk fills during the second epoch
+    assert process.wait(timeout=120) != 0
+    last_words = process.stderr.read()
+    record = record_of(run_dir)
+    assert record["status"] == "failed" and record["error"].startswith("DiskFullError: disk full: ")
+    assert "disk full: no space left on the device" in "".join(last_words.strip().splitlines()[-3:])
+    checkpoints = run_dir / "checkpoints"
+    assert torch.load(checkpoints / "last.ckpt", weights_only=True)["epoch"] >= 0
+    assert not [p.name for p in run_dir.rglob("*") if ".tmp" in p.name or p.name == ".space_reserve"]
+
+
+def test_a_record_left_running_by_a_dead_process_reads_as_interrupted(tmp_path):
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    run_dir = tmp_path / "run"
+    RunRecord(run_dir).update(status="running", process={"pid": int(gone.stdout), "host": socket.gethostname()})
+    assert build_table([tmp_path])["status"].iloc[0] == "interrupted"
+    RunRecord(run_dir).update(process={"pid": os.getpid(), "host": socket.gethostname()})  # this one lives
+    assert build_table([tmp_path])["status"].iloc[0] == "running"
 
 
 def test_too_little_free_space_stops_before_training(compose_train, tmp_path, monkeypatch):

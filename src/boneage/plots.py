@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,8 +34,15 @@ def plot_training_curves(history: Sequence[dict[str, float]], path: str | Path, 
 
 
 def save_figure(figure: plt.Figure, path: str | Path) -> Path:
-    """Lay out, write as PNG and free the figure (long sweeps draw many)."""
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return Path(path)
+    """Lay out, write as PNG and free the figure (long sweeps draw many). The PNG is written
+    beside its place and renamed into it: a failed write (a full disk) leaves no half file."""
+    path = Path(path)
+    staging = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
+    try:
+        figure.tight_layout()
+        figure.savefig(staging, dpi=100)
+        os.replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
+        plt.close(figure)
+    return path

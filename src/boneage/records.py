@@ -7,6 +7,7 @@ history, final metrics and the run's status (running, finished, failed, interrup
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import platform
@@ -20,6 +21,8 @@ from typing import Any
 import torch
 
 RECORD_NAME = "run.json"
+RESERVE_NAME = ".space_reserve"  # released when the disk fills, so the record can still be written
+RESERVE_BYTES = 2 * 2**20
 PACKAGES = (
     "boneage", "torch", "torchvision", "pytorch-lightning", "timm", "albumentations",
     "hydra-core", "omegaconf", "torchmetrics", "numpy", "pandas",
@@ -27,10 +30,25 @@ PACKAGES = (
 
 
 class RunRecord:
-    """Reads and updates `run.json`; every update rewrites the file atomically."""
+    """Reads and updates `run.json`; every update rewrites the file atomically.
+
+    A run keeps a small reserve of disk space beside its record (`reserve_space`): when the
+    disk is full, the reserve is given up so that the record can still say why the run
+    failed, instead of being left at "running".
+    """
 
     def __init__(self, run_dir: str | Path) -> None:
         self.path = Path(run_dir) / RECORD_NAME
+        self.reserve = Path(run_dir) / RESERVE_NAME
+
+    def reserve_space(self) -> None:
+        """Set aside RESERVE_BYTES for the last words of a run that fills the disk."""
+        self.reserve.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.reserve, "wb") as file:
+            file.write(b"\0" * RESERVE_BYTES)  # written out, not sparse: the blocks are really taken
+
+    def release_space(self) -> None:
+        self.reserve.unlink(missing_ok=True)
 
     def read(self) -> dict[str, Any]:
         return json.loads(self.path.read_text()) if self.path.is_file() else {}
@@ -45,13 +63,56 @@ class RunRecord:
     def update(self, **sections: Any) -> None:
         write_atomically(self.path, json.dumps(self.read() | sections, indent=2, default=str))
 
+    def finish(self, **sections: Any) -> None:
+        """The run's last update (its status), written even on a full disk: the reserve is given up
+        for it. The reserve is gone afterwards either way."""
+        try:
+            self.update(**sections)
+        except OSError as error:
+            if error.errno != errno.ENOSPC or not self.reserve.exists():
+                raise
+            self.release_space()
+            self.update(**sections)
+        finally:
+            self.release_space()
+
 
 def write_atomically(path: Path, text: str) -> None:
-    """Write a temporary file beside `path`, then rename it over `path`: readers never see half a file."""
+    """Write a temporary file beside `path`, then rename it over `path`: readers never see half a
+    file, and a failed write (a full disk) leaves the old file and no temporary one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    staging.write_text(text)
-    os.replace(staging, path)
+    try:
+        staging.write_text(text)
+        os.replace(staging, path)
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
+
+
+def process_gone(record: dict[str, Any]) -> bool:
+    """A record left "running" by a process of this machine that no longer exists (killed, machine
+    restarted): the run is interrupted, not running."""
+    return record.get("status") == "running" and _process_alive(record) is False
+
+
+def still_running(record: dict[str, Any]) -> bool:
+    """A record saying "running" whose process on this machine is alive."""
+    return record.get("status") == "running" and _process_alive(record) is True
+
+
+def _process_alive(record: dict[str, Any]) -> bool | None:
+    """Whether the record's process lives; None where this machine cannot tell (another host)."""
+    process = record.get("process") or {}
+    if process.get("host") != socket.gethostname() or "pid" not in process:
+        return None
+    try:
+        os.kill(int(process["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def now() -> str:

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from boneage.plots import save_figure
-from boneage.records import RECORD_NAME
+from boneage.records import RECORD_NAME, process_gone
 from boneage.techniques import active_techniques
 
 log = logging.getLogger(__name__)
@@ -54,8 +54,9 @@ def run_row(run_dir: Path, root: Path) -> dict[str, Any]:
     model, optimizer, data = (config.get(key) or {} for key in ("model", "optimizer", "data"))
     metrics = record.get("metrics") or {}
     best = record.get("best") or {}
+    gone = process_gone(record)
     return row | {
-        "status": record.get("status", "unknown"),
+        "status": "interrupted" if gone else record.get("status", "unknown"),
         "val_mae": metrics.get("val/mae", best.get("val/mae")),
         "best_epoch": best.get("epoch"),
         "test_mae": metrics.get("test/mae"),
@@ -73,7 +74,7 @@ def run_row(run_dir: Path, root: Path) -> dict[str, Any]:
         "parameters": (record.get("model") or {}).get("parameters"),
         "inference_ms": (record.get("speed") or {}).get("inference_ms_per_image"),
         "duration_s": record.get("duration_s"),
-        "error": record.get("error"),
+        "error": "its process ended without a word (killed, or the machine stopped)" if gone else record.get("error"),
     }
 
 

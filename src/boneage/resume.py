@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from boneage.records import RunRecord
+from boneage.records import RunRecord, still_running
 
 SEARCHED = ("outputs", "multirun")
 
@@ -22,11 +22,16 @@ def latest_unfinished_run(roots: Sequence[Path]) -> Path:
         checkpoint.parent.parent
         for root in roots
         for checkpoint in root.rglob("checkpoints/last.ckpt")
-        if RunRecord(checkpoint.parent.parent).read_if_readable().get("status") != "finished"
+        if _resumable(RunRecord(checkpoint.parent.parent).read_if_readable())
     ]
     if not candidates:
         raise SystemExit(f"No unfinished run with checkpoints/last.ckpt under {', '.join(map(str, roots))}.")
     return max(candidates, key=lambda run: (run / "checkpoints" / "last.ckpt").stat().st_mtime)
+
+
+def _resumable(record: dict) -> bool:
+    """Not finished, and not still running (a record left "running" by a dead process is resumable)."""
+    return record.get("status") != "finished" and not still_running(record)
 
 
 def resume_command(run: Path, overrides: Sequence[str] = ()) -> list[str]:

@@ -7,15 +7,19 @@ sweepers.
 
 from __future__ import annotations
 
+import errno
 import functools
 import logging
+import os
 import shlex
 import signal
+import socket
 import sys
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import hydra
@@ -28,7 +32,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from boneage.build import build
 from boneage.checks import check_checkpoint, check_config, check_free_space
 from boneage.ddp import collective_timeouts_named, distributed_job_scope, route_ranks_to_job_directory
-from boneage.errors import ConfigError, TrainingError
+from boneage.errors import ConfigError, DiskFullError, TrainingError
 from boneage.hparams import log_final_metrics, log_run_hparams
 from boneage.lifetime import PROMPT_STOP
 from boneage.records import RunRecord, environment, now
@@ -57,24 +61,20 @@ def train(cfg: DictConfig) -> dict[str, float]:
         config=config,
         techniques=active_techniques(config),
         environment=environment(),
+        process={"pid": os.getpid(), "host": socket.gethostname()},
         resumed_from=cfg.get("ckpt_path"),
     )
+    _reserve_space(record)
     started = time.monotonic()
     try:
         with PROMPT_STOP.guarding(cfg.stop_grace_s, functools.partial(_record_stuck_stop, record, cfg.stop_grace_s)):
             outcome = _fit_and_evaluate(cfg)
     except BaseException as error:
-        stalled = record.read_if_readable() if _is_global_zero() else {}
-        if stalled.get("status") == "stalled":  # the stall watchdog interrupted the run and recorded why
-            _listen_to_ctrl_c_again()
-            raise TrainingError(stalled["error"]) from error
-        # Lightning turns Ctrl-C and SIGTERM into SystemExit once it has shut down cleanly.
-        status = "interrupted" if isinstance(error, KeyboardInterrupt | SystemExit) else "failed"
-        _record(record, status=status, error=f"{type(error).__name__}: {error}", ended_at=now())
-        if isinstance(error, SIGTERMException):  # a bare SystemExit: the shell would see success
-            raise SystemExit(128 + signal.SIGTERM) from error
-        raise
-    _record(
+        stated = _record_failure(record, error)
+        if stated is error:
+            raise
+        raise stated from error
+    _finish(
         record,
         status="finished",
         error=None,
@@ -143,8 +143,24 @@ def _refuse_to_overwrite(record: RunRecord, cfg: DictConfig) -> None:
         )
 
 
+def _record_failure(record: RunRecord, error: BaseException) -> BaseException:
+    """Record how the run ended and return the exception that tells the user (often `error` itself)."""
+    stalled = record.read_if_readable() if _is_global_zero() else {}
+    if stalled.get("status") == "stalled":  # the stall watchdog interrupted the run and recorded why
+        _finish(record)
+        _listen_to_ctrl_c_again()
+        return TrainingError(stalled["error"])
+    # Lightning turns Ctrl-C and SIGTERM into SystemExit once it has shut down cleanly.
+    status = "interrupted" if isinstance(error, KeyboardInterrupt | SystemExit) else "failed"
+    stated = disk_full_explained(error, record.path.parent)
+    _finish(record, status=status, error=f"{type(stated).__name__}: {stated}", ended_at=now())
+    if isinstance(error, SIGTERMException):  # a bare SystemExit: the shell would see success
+        return SystemExit(128 + signal.SIGTERM)
+    return stated
+
+
 def _record_stuck_stop(record: RunRecord, grace_s: float, signal_name: str) -> None:
-    _record(
+    _finish(
         record,
         status="interrupted",
         error=f"{signal_name}: the run was still stuck {grace_s:g} s later (in a collective or a loader) and was "
@@ -186,6 +202,26 @@ def _command_line() -> str:
 @rank_zero_only
 def _record(record: RunRecord, **sections: Any) -> None:
     record.update(**sections)
+
+
+@rank_zero_only
+def _finish(record: RunRecord, **sections: Any) -> None:
+    record.finish(**sections)
+
+
+@rank_zero_only
+def _reserve_space(record: RunRecord) -> None:
+    record.reserve_space()
+
+
+def disk_full_explained(error: BaseException, run_dir: Path) -> BaseException:
+    """A full disk, wherever it struck (checkpoint, log, plot), as one clear DiskFullError."""
+    if isinstance(error, DiskFullError) or not (isinstance(error, OSError) and error.errno == errno.ENOSPC):
+        return error
+    return DiskFullError(
+        f"disk full: no space left on the device while writing {error.filename or run_dir}; the checkpoints "
+        f"saved before are intact. Free space and resume: python -m boneage.resume {run_dir}"
+    )
 
 
 @rank_zero_only

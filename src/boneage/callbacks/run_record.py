@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import io
+import logging
 import math
 import time
 from pathlib import Path
@@ -12,7 +14,9 @@ import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_only
 
 from boneage.plots import plot_training_curves
-from boneage.records import RunRecord, now
+from boneage.records import RunRecord, now, write_atomically
+
+log = logging.getLogger(__name__)
 
 
 class RunRecordCallback(pl.Callback):
@@ -68,7 +72,10 @@ class RunRecordCallback(pl.Callback):
 
     @rank_zero_only
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        self._plot(trainer)
+        try:
+            self._plot(trainer)
+        except Exception as error:  # a plot that fails too (a full disk) must not hide the run's own error
+            log.warning("training_curves.png not updated: %s", error)
 
     def _best_epoch(self, trainer: pl.Trainer) -> dict[str, float] | None:
         """The epoch the checkpoint callback considers best, from the history (as it judges it)."""
@@ -89,10 +96,11 @@ class RunRecordCallback(pl.Callback):
 
     def _write_history_csv(self) -> None:
         columns = list(dict.fromkeys(key for row in self.history for key in row))
-        with open(self.output_dir / "history.csv", "w", newline="") as file:
-            writer = csv.DictWriter(file, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(self.history)
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(self.history)
+        write_atomically(self.output_dir / "history.csv", text.getvalue())
 
     def _plot(self, trainer: pl.Trainer) -> None:
         if self.history:
