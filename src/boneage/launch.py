@@ -21,6 +21,8 @@ from filelock import FileLock, Timeout
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from boneage.lifetime import exit_with
+
 log = logging.getLogger(__name__)
 
 _held_slot: tuple[int, FileLock] | None = None  # this process's slot, kept for its lifetime
@@ -40,6 +42,7 @@ class DeviceSlots(Callback):
         # loky names its own start method in its workers; a loader worker started from here
         # inherits that name and cannot resolve it ("cannot find context for 'loky'").
         multiprocessing.set_start_method("spawn", force=True)
+        exit_with(os.getppid())  # a killed sweep takes its workers' jobs with it, instead of leaving them running
         slot = self._claim_slot()
         if self.gpus:
             group = slot % max(1, len(self.gpus) // self.gpus_per_job)

@@ -24,7 +24,13 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 def exit_with(pid: int) -> None:
     """End this process (exit status 0, from a daemon thread) once process `pid` has ended."""
+    if pid in _watched:
+        return
+    _watched.add(pid)
     threading.Thread(target=_exit_when_gone, args=(pid,), daemon=True, name=f"exit-with-{pid}").start()
+
+
+_watched: set[int] = set()
 
 
 def _exit_when_gone(pid: int) -> None:

@@ -39,6 +39,7 @@ from boneage.records import RunRecord, environment, now
 from boneage.resolvers import register_resolvers
 from boneage.speed import measure_inference
 from boneage.summary import format_summary
+from boneage.sweep_resume import continue_sweep_job
 from boneage.techniques import active_techniques
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ SUMMARY_KEYS = ("metrics", "mean_predictor_mae", "unit", "best_checkpoint", "run
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit, then evaluate the best checkpoint on val and test; the run record tracks it all."""
+    if cfg.get("sweep_resume") and (kept := continue_sweep_job(cfg, _is_global_zero())) is not None:
+        return kept
     record = RunRecord(cfg.paths.output_dir)
     _refuse_to_overwrite(record, cfg)
     config = OmegaConf.to_container(cfg, resolve=True)
