@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help install train test test-fast bench lint format tensorboard clean
+.PHONY: help install train test test-fast bench stress gpu-check lint format tensorboard clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -30,13 +30,19 @@ test-fast: install  ## the test suite without the slow end-to-end tests
 bench: install  ## speed: loader (cold vs cached), framework overhead, models, start-up; ARGS=bench=quick for seconds
 	$(PY) -m boneage.bench $(ARGS)
 
+stress: install  ## run the 3-job DDP sweep 10 times: hangs must be 0 (not in CI; ARGS="--rounds 3")
+	$(PY) scripts/stress_ddp_sweep.py $(ARGS)
+
+gpu-check: install  ## on a GPU machine: every model under 16/bf16-mixed, channels_last, compile, DDP, OOM, speed; a dry run elsewhere
+	$(PY) -m boneage.gpu_check $(ARGS)
+
 lint: install  ## ruff lint and format check
-	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/ruff check src tests scripts
+	$(VENV)/bin/ruff format --check src tests scripts
 
 format: install  ## apply ruff fixes and formatting
-	$(VENV)/bin/ruff check --fix src tests
-	$(VENV)/bin/ruff format src tests
+	$(VENV)/bin/ruff check --fix src tests scripts
+	$(VENV)/bin/ruff format src tests scripts
 
 tensorboard: install  ## TensorBoard over every single run and sweep
 	$(VENV)/bin/tensorboard --logdir_spec outputs:outputs,multirun:multirun

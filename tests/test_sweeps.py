@@ -140,11 +140,13 @@ def test_submitit_launcher_runs_a_sweep_whose_records_and_report_match_a_paralle
 
 
 @pytest.mark.slow
-def test_a_failing_job_does_not_stop_the_others_and_is_reported(tmp_path, data_dir, capsys):
+@pytest.mark.parametrize("launcher", [[], ["launcher=parallel"]], ids=["sequential", "parallel"])
+def test_a_failing_job_does_not_stop_the_others_and_is_reported_as_itself(tmp_path, data_dir, capsys, launcher):
     sweep_dir = tmp_path / "multirun" / "models"
-    args = [*TINY, "model.name=not_a_timm_model,test_resnet", f"hydra.sweep.dir={sweep_dir}"]
+    args = [*TINY, *launcher, "model.name=not_a_timm_model,test_resnet", f"hydra.sweep.dir={sweep_dir}"]
     result = run_cli(["-m", *args], tmp_path, data_dir)
     assert result.returncode != 0  # the sweep reports its failure...
+    assert "ConfigError: model.name='not_a_timm_model' is not a timm model" in result.stderr  # as itself
     failed, finished = records(sweep_dir)  # ...after running every job
     assert failed["status"] == "failed" and "not a timm model" in failed["error"]
     assert finished["status"] == "finished"

@@ -159,3 +159,4 @@ def test_plateau_schedule_lowers_the_lr_when_val_mae_stops_improving(compose_tra
 def test_a_bf16_mixed_precision_step_runs_on_cpu(compose_train, tmp_path):
     metrics = train(compose_train([*TINY, "trainer.precision=bf16-mixed", "debug=fdr"]))
     assert np.isfinite(metrics["val/mae"])
+    assert record_of(tmp_path / "run")["training"]["precision"] == "bf16-mixed"
