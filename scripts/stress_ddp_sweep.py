@@ -2,8 +2,9 @@
 
 Each round runs, on the demo data, the sweep of the unattended-nights issue (ddp_sim: two
 CPU processes per job, loader workers on) under a time limit; a round that passes it is a
-hang. Prints one line per round and a summary; exits non-zero on any hang or failure.
-Outside CI: ten rounds take a while.   make stress ARGS="--rounds 3"
+hang. Each round's output and sweep folder are kept under outputs/stress/<time>/. Prints
+one line per round and a summary; exits non-zero on any hang or failure.
+Outside CI: ten rounds take about ten minutes.   make stress ARGS="--rounds 3"
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import json
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -30,21 +30,24 @@ def main() -> None:
     parser.add_argument("--limit-s", type=float, default=900, help="a round running longer is a hang")
     args = parser.parse_args()
     outcomes = []
-    with tempfile.TemporaryDirectory(prefix="boneage-stress-") as scratch:
-        for round_number in range(args.rounds):
-            sweep_dir = Path(scratch) / str(round_number)
-            started = time.monotonic()
+    folder = Path("outputs") / "stress" / time.strftime("%Y-%m-%d_%H-%M-%S")
+    folder.mkdir(parents=True)
+    for round_number in range(args.rounds):
+        sweep_dir, log = folder / str(round_number), folder / f"round{round_number}.log"
+        started = time.monotonic()
+        with open(log, "w") as output:  # a file, not a pipe: a stray process cannot hold the round open
             try:
                 done = subprocess.run(
                     [sys.executable, "-m", "boneage.train", *SWEEP, f"hydra.sweep.dir={sweep_dir}"],
-                    capture_output=True, text=True, timeout=args.limit_s,
+                    stdout=output, stderr=subprocess.STDOUT, timeout=args.limit_s,
                 )  # fmt: skip
                 outcome = "ok" if done.returncode == 0 and _finished(sweep_dir) == 3 else "failed"
             except subprocess.TimeoutExpired:
                 outcome = "HANG"
-            seconds = time.monotonic() - started
-            outcomes.append((outcome, seconds))
-            print(f"round {round_number + 1:>2}/{args.rounds}: {outcome:<6} {seconds:6.1f} s", flush=True)
+        seconds = time.monotonic() - started
+        outcomes.append((outcome, seconds))
+        why = "" if outcome == "ok" else f" (see {log})"
+        print(f"round {round_number + 1:>2}/{args.rounds}: {outcome:<6} {seconds:6.1f} s{why}", flush=True)
     hangs = sum(outcome == "HANG" for outcome, _ in outcomes)
     failures = sum(outcome == "failed" for outcome, _ in outcomes)
     times = [seconds for _, seconds in outcomes]

@@ -1,4 +1,5 @@
-"""A test-only augmentation that never returns: a loader stuck as a dead network share would leave it."""
+"""Test-only augmentations: one that never returns (a loader stuck on a dead network share) and one
+that fails on one DDP rank."""
 
 from __future__ import annotations
 
@@ -22,4 +23,17 @@ class BlockForever(A.ImageOnlyTransform):
         if ranked and (self.once is None or os.path.exists(self.once)):
             while True:
                 time.sleep(60)
+        return img
+
+
+class CrashOnRank(A.ImageOnlyTransform):
+    """Fails every image of rank `rank`: that rank's process ends with an error."""
+
+    def __init__(self, rank: int, p: float = 1.0) -> None:
+        super().__init__(p=p)
+        self.rank = rank
+
+    def apply(self, img, **params):
+        if int(os.environ.get("LOCAL_RANK", 0)) == self.rank:
+            raise RuntimeError(f"rank {self.rank} cannot read its images (a test's crash)")
         return img

@@ -100,6 +100,19 @@ def test_a_three_job_ddp_sweep_with_loader_workers_finishes_every_job(tmp_path, 
     assert [r["config"]["optimizer"]["lr"] for r in records] == [0.005, 0.01, 0.02]
 
 
+@pytest.mark.slow
+def test_a_ddp_job_whose_rank_fails_fails_alone_and_the_sweep_goes_on(tmp_path, data_dir):
+    """Lightning's own watcher would SIGKILL the launching process, here the whole sweep."""
+    sweep = tmp_path / "sweep"
+    crash = "+data.augment.crash={_target_:tests.blocking.CrashOnRank,rank:1,p:1.0}"
+    args = ["-m", *TINY, "trainer=ddp_sim", crash, "data.augment.crash.p=1.0,0.0", f"hydra.sweep.dir={sweep}"]
+    result = run_cli(args, tmp_path, data_dir, timeout=600)
+    assert result.returncode != 0  # the sweep reports the failed job, after running the next
+    failed, finished = record_of(sweep / "0"), record_of(sweep / "1")
+    assert failed["status"] == "failed" and "rank 0 of 2 lost the other ranks in a collective" in failed["error"]
+    assert finished["status"] == "finished"
+
+
 def start(args: list[str], cwd: Path, data_dir: Path) -> subprocess.Popen:
     env = os.environ | {"BONEAGE_DATA_DIR": str(data_dir), "PYTHONPATH": str(ROOT)}
     return subprocess.Popen([sys.executable, "-m", "boneage.train", *args], cwd=cwd, env=env,

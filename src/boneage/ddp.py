@@ -9,12 +9,20 @@ the job they belong to.
 
 A rank that stops answering must not hang the others forever: collectives time out after
 `trainer.strategy.timeout_min` (`ddp_strategy`), and the ranks rank 0 started end with it.
+A rank that fails must not take a sweep with it: Lightning's watcher of the ranks SIGKILLs
+the launching process, which in a sweep is the whole sweep; `watch_ranks` ends the other
+ranks instead, and rank 0 fails at its next collective, so the sweep goes on.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
+import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
@@ -28,7 +36,12 @@ from pytorch_lightning.strategies import DDPStrategy
 
 from boneage.errors import TrainingError
 from boneage.lifetime import exit_with
-from boneage.lightning_private import start_ranks_with
+from boneage.lightning_private import start_ranks_with, watch_ranks_with
+
+log = logging.getLogger(__name__)
+
+RANK_ZERO_PID = "BONEAGE_RANK0_PID"  # set by rank 0 for the ranks it starts
+LOST = ("timed out", "connection closed", "connection reset", "aborted")  # a collective that lost a rank
 
 
 def job_rank_command(local_rank: int) -> tuple[Sequence[str], str]:
@@ -49,16 +62,43 @@ def job_rank_command(local_rank: int) -> tuple[Sequence[str], str]:
 
 
 def ddp_strategy(timeout_min: float = 30, **kwargs: Any) -> DDPStrategy:
-    """Lightning's DDP whose collectives give up after `timeout_min` minutes with an error."""
+    """Lightning's DDP whose collectives give up after `timeout_min` minutes with an error.
+
+    NCCL's default on an error is to end the process (TORCH_NCCL_ASYNC_ERROR_HANDLING=3),
+    which in a sweep ends every job after it; 2 aborts the communicator and raises instead.
+    """
+    os.environ.setdefault("TORCH_NCCL_ASYNC_ERROR_HANDLING", "2")
     return DDPStrategy(timeout=timedelta(minutes=timeout_min), **kwargs)
 
 
 def route_ranks_to_job_directory() -> None:
-    """Make Lightning's subprocess launcher use `job_rank_command` for the ranks it starts, and
-    make a rank that was started so end when the rank that started it ends."""
+    """Make Lightning's subprocess launcher use `job_rank_command` for the ranks it starts and
+    `watch_ranks` to watch them, and make a rank so started end when the rank 0 that started
+    it ends (its pid travels in the environment: it may be gone before this rank looks)."""
     start_ranks_with(job_rank_command)
+    watch_ranks_with(watch_ranks)
     if int(os.environ.get("LOCAL_RANK", 0)) > 0:
-        exit_with(os.getppid())
+        exit_with(int(os.environ.get(RANK_ZERO_PID, os.getppid())))
+    else:
+        os.environ[RANK_ZERO_PID] = str(os.getpid())
+
+
+def watch_ranks(ranks: list[subprocess.Popen]) -> None:
+    """Watch the ranks this process started: when one ends with an error, end the others."""
+    threading.Thread(target=_watch, args=(ranks,), daemon=True, name="rank-watch").start()
+
+
+def _watch(ranks: list[subprocess.Popen]) -> None:
+    while not all(rank.poll() == 0 for rank in ranks):
+        failed = [(number, rank) for number, rank in enumerate(ranks, 1) if rank.poll() not in (None, 0)]
+        if failed:
+            number, rank = failed[0]
+            log.error("rank %d ended with exit code %s: ending the other ranks of this job", number, rank.returncode)
+            for other in ranks:
+                if other.poll() is None:
+                    other.kill()
+            return
+        time.sleep(2)
 
 
 @contextmanager
@@ -80,18 +120,23 @@ def distributed_job_scope() -> Iterator[None]:
 
 
 @contextmanager
-def collective_timeouts_named(trainer: pl.Trainer, timeout_min: float | None) -> Iterator[None]:
-    """A collective that timed out becomes an error naming this rank, the stage and the fix."""
+def ddp_failures_explained(trainer: pl.Trainer, timeout_min: float | None) -> Iterator[None]:
+    """A failed job ends the ranks it started; a collective that timed out or lost a rank
+    becomes an error naming this rank, the stage and what to look at."""
     try:
         yield
-    except RuntimeError as error:
-        timed_out = isinstance(error, torch.distributed.DistError) or "timed out" in str(error).lower()
-        if not timed_out or trainer.world_size == 1:
+    except BaseException as error:
+        launcher = trainer.strategy.launcher
+        if trainer.world_size > 1 and trainer.is_global_zero and getattr(launcher, "procs", None):
+            launcher.kill(signal.SIGKILL)
+        text = str(error).lower()
+        if not isinstance(error, RuntimeError) or trainer.world_size == 1 or not any(s in text for s in LOST):
             raise
         stage = trainer.state.fn.value if trainer.state.fn else "setup"  # fit, validate, test (the stage is reset)
+        waited = f"waited more than {timeout_min} min for" if "timed out" in text else "lost"
         raise TrainingError(
-            f"rank {trainer.global_rank} of {trainer.world_size} waited more than {timeout_min} min for the other "
-            f"ranks in a collective during {stage}: another rank stopped (see its log, train_ddp_process_<k>.log, "
-            "or its stalled_stacks/). Raise trainer.strategy.timeout_min if a rank is just slow, e.g. building "
-            f"the preprocessing cache. ({error})"
+            f"rank {trainer.global_rank} of {trainer.world_size} {waited} the other ranks in a collective during "
+            f"{stage}: another rank stopped or ended (see its log, train_ddp_process_<k>.log, and stalled_stacks/). "
+            "Raise trainer.strategy.timeout_min if a rank is just slow, e.g. building the preprocessing cache. "
+            f"({error})"
         ) from error

@@ -7,6 +7,9 @@ the `pytorch-lightning` pin can be widened safely (tests/test_lightning_private.
 
 - `subprocess_script._hydra_subprocess_cmd(local_rank) -> (command, cwd)`: how Lightning
   starts DDP ranks 1..N-1 under Hydra; boneage replaces it (boneage.ddp).
+- `subprocess_script._launch_process_observer(child_processes)`: Lightning's watcher of those
+  ranks, which SIGKILLs the launching process (a whole sweep) when one fails; boneage
+  replaces it (boneage.ddp.watch_ranks).
 - `WeightAveraging._average_model`, `._swap_models(module)`, `._copy_average_to_current(module)`:
   the averaged network and the swaps that boneage's EMA/SWA schedule differently
   (boneage.callbacks.averaging).
@@ -15,6 +18,7 @@ the `pytorch-lightning` pin can be widened safely (tests/test_lightning_private.
 from __future__ import annotations
 
 import inspect
+import subprocess
 from collections.abc import Callable, Sequence
 from importlib import metadata
 
@@ -28,6 +32,7 @@ TESTED_WITH = ">=2.6,<2.7"
 # (owner, name, the parameters it must take after self)
 REQUIRED: tuple[tuple[object, str, tuple[str, ...]], ...] = (
     (subprocess_script, "_hydra_subprocess_cmd", ("local_rank",)),
+    (subprocess_script, "_launch_process_observer", ("child_processes",)),
     (WeightAveraging, "_swap_models", ("pl_module",)),
     (WeightAveraging, "_copy_average_to_current", ("pl_module",)),
 )
@@ -55,6 +60,11 @@ def check() -> None:
 def start_ranks_with(command: Callable[[int], tuple[Sequence[str], str]]) -> None:
     """Make Lightning's subprocess launcher start DDP ranks under Hydra with `command(local_rank)`."""
     subprocess_script._hydra_subprocess_cmd = command
+
+
+def watch_ranks_with(watcher: Callable[[list[subprocess.Popen]], None]) -> None:
+    """Make Lightning's subprocess launcher hand the ranks it started to `watcher`."""
+    subprocess_script._launch_process_observer = watcher
 
 
 def averaged_model(averaging: WeightAveraging) -> AveragedModel | None:

@@ -31,7 +31,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from boneage.build import build
 from boneage.checks import check_checkpoint, check_config, check_free_space
-from boneage.ddp import collective_timeouts_named, distributed_job_scope, route_ranks_to_job_directory
+from boneage.ddp import ddp_failures_explained, distributed_job_scope, route_ranks_to_job_directory
 from boneage.errors import ConfigError, DiskFullError, TrainingError
 from boneage.hparams import log_final_metrics, log_run_hparams
 from boneage.lifetime import PROMPT_STOP
@@ -101,7 +101,7 @@ def _fit_and_evaluate(cfg: DictConfig) -> dict[str, Any]:
     callbacks = [build(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers = [build(c) for c in (cfg.get("logger") or {}).values()]
     trainer: pl.Trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    with collective_timeouts_named(trainer, OmegaConf.select(cfg, "trainer.strategy.timeout_min")):
+    with ddp_failures_explained(trainer, OmegaConf.select(cfg, "trainer.strategy.timeout_min")):
         return _fit_and_test(cfg, trainer, datamodule, module)
 
 

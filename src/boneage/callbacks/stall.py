@@ -23,7 +23,7 @@ from typing import Any
 import pytorch_lightning as pl
 
 from boneage.records import RunRecord, now
-from boneage.stacks import remove_unused_worker_files, write_stacks
+from boneage.stacks import remove_worker_stack_files, write_stacks
 
 
 class StallWatchdog(pl.Callback):
@@ -48,7 +48,7 @@ class StallWatchdog(pl.Callback):
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._stop.set()
-        remove_unused_worker_files(self.output_dir)
+        remove_worker_stack_files(os.getpid())
 
     def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
         self._progress("training")

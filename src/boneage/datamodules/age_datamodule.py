@@ -88,7 +88,7 @@ class AgeDataModule(pl.LightningDataModule):
             "persistent_workers": persistent_workers and num_workers > 0,
             "prefetch_factor": prefetch_factor if num_workers > 0 else None,
             "multiprocessing_context": worker_context(worker_start) if num_workers > 0 else None,
-            "worker_init_fn": worker_setup(output_dir) if num_workers > 0 else None,
+            "worker_init_fn": worker_setup() if num_workers > 0 else None,
         }
         if cache and not cache_dir:
             raise ConfigError("data.cache=true needs data.cache_dir (a folder for preprocessed images).")

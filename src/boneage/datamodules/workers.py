@@ -44,12 +44,12 @@ def worker_context(method: str | None) -> BaseContext | None:
     return context
 
 
-def worker_setup(run_dir: str | None) -> Callable[[int], None]:
+def worker_setup() -> Callable[[int], None]:
     """A loader `worker_init_fn`: the worker ends once this (the training) process is gone, and
-    writes its stacks into the run folder when a stalled run asks (boneage.stacks)."""
-    return functools.partial(_set_up_worker, os.getpid(), run_dir)
+    writes its stacks when a stalled run asks (boneage.stacks)."""
+    return functools.partial(_set_up_worker, os.getpid())
 
 
-def _set_up_worker(trainer_pid: int, run_dir: str | None, worker_id: int) -> None:
+def _set_up_worker(trainer_pid: int, worker_id: int) -> None:
     exit_with(trainer_pid)
-    dump_stacks_on_request(run_dir)
+    dump_stacks_on_request(trainer_pid)
