@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -82,8 +84,41 @@ def run_cli(
 ) -> subprocess.CompletedProcess:
     """`python -m boneage.train ARGS` (or another boneage command) in a fresh process, as a user runs it
     (with the repository on PYTHONPATH, so that configs can name test-only classes in tests/)."""
-    env = os.environ | {"BONEAGE_DATA_DIR": str(data_dir), "HYDRA_FULL_ERROR": "0", "PYTHONPATH": str(ROOT)}
     return subprocess.run(
         [sys.executable, "-m", app, *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd, env=cli_environment(data_dir), capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
+
+
+def start_cli(args: list[str], cwd: Path, data_dir: Path, app: str = "boneage.train") -> subprocess.Popen:
+    """`python -m boneage.train ARGS` started in the background (stderr kept for a failure's message),
+    hearing Ctrl-C as from a terminal even where the test run itself ignores it (a background job)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", app, *args],
+        cwd=cwd, env=cli_environment(data_dir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+
+
+def processes_started_in(folder: Path) -> list[int]:
+    """Processes whose command line names `folder` (a run's loader workers and fork server carry it in sys.path)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if str(folder) in cmdline.read_bytes().decode(errors="replace"):
+                found.append(int(cmdline.parent.name))
+        except OSError:  # ended meanwhile
+            continue
+    return found
+
+
+def wait_until_gone(folder: Path, seconds: float = 15) -> list[int]:
+    """Wait for the processes started in `folder` to end; returns those still there after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while processes_started_in(folder) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return processes_started_in(folder)
+
+
+def cli_environment(data_dir: Path) -> dict[str, str]:
+    return os.environ | {"BONEAGE_DATA_DIR": str(data_dir), "HYDRA_FULL_ERROR": "0", "PYTHONPATH": str(ROOT)}

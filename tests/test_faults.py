@@ -23,7 +23,7 @@ from boneage.records import RunRecord
 from boneage.report import build_table
 from boneage.resolvers import unique_dir
 from boneage.train import train
-from tests.conftest import TINY, run_cli
+from tests.conftest import TINY, run_cli, start_cli, wait_until_gone
 
 DETERMINISTIC = [*TINY, "trainer.deterministic=true", "trainer.max_epochs=3"]
 
@@ -137,7 +137,7 @@ def test_a_really_full_disk_ends_the_run_as_failed_with_its_record_and_checkpoin
     small_disk, tmp_path, data_dir
 ):
     run_dir = small_disk / "run"
-    process = start_training([*TINY, "trainer.max_epochs=20", f"hydra.run.dir={run_dir}"], tmp_path, data_dir)
+    process = start_cli([*TINY, "trainer.max_epochs=20", f"hydra.run.dir={run_dir}"], tmp_path, data_dir)
     wait_for_epochs(run_dir, 1, process)
     fill(small_disk)  # the disk fills during the second epoch
     assert process.wait(timeout=120) != 0
@@ -187,12 +187,6 @@ def test_same_config_and_seed_give_the_same_split_and_metrics(compose_train, tmp
     assert (tmp_path / "a" / "splits.csv").read_text() == (tmp_path / "b" / "splits.csv").read_text()
 
 
-def start_training(args: list[str], cwd: Path, data_dir: Path) -> subprocess.Popen:
-    env = os.environ | {"BONEAGE_DATA_DIR": str(data_dir)}
-    command = [sys.executable, "-m", "boneage.train", *args]
-    return subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-
 def wait_for_epochs(run_dir: Path, epochs: int, process: subprocess.Popen, timeout: float = 120) -> None:
     """Until `epochs` epochs are recorded and last.ckpt exists."""
     deadline = time.monotonic() + timeout
@@ -211,7 +205,7 @@ def wait_for_epochs(run_dir: Path, epochs: int, process: subprocess.Popen, timeo
 @pytest.mark.slow
 def test_ctrl_c_records_interrupted_and_saves_a_checkpoint(tmp_path, data_dir):
     run_dir = tmp_path / "run"
-    process = start_training([*TINY, "trainer.max_epochs=50", f"hydra.run.dir={run_dir}"], tmp_path, data_dir)
+    process = start_cli([*TINY, "trainer.max_epochs=50", f"hydra.run.dir={run_dir}"], tmp_path, data_dir)
     wait_for_epochs(run_dir, 1, process)
     process.send_signal(signal.SIGINT)
     assert process.wait(timeout=60) != 0
@@ -220,46 +214,38 @@ def test_ctrl_c_records_interrupted_and_saves_a_checkpoint(tmp_path, data_dir):
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
 
 
-def processes_started_in(folder: Path) -> list[int]:
-    """Processes whose command line names `folder` (a run's loader workers and fork server carry it in sys.path)."""
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if str(folder) in cmdline.read_bytes().decode(errors="replace"):
-                found.append(int(cmdline.parent.name))
-        except OSError:  # ended meanwhile
-            continue
-    return found
+RESUMED = [*DETERMINISTIC, "trainer.max_epochs=4", "data.source.n_subjects=150"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, data_dir) -> dict:
+    """The record of the run the killed-and-resumed runs must end like."""
+    run_dir = tmp_path_factory.mktemp("uninterrupted") / "run"
+    whole = run_cli([*RESUMED, f"hydra.run.dir={run_dir}"], run_dir.parent, data_dir)
+    assert whole.returncode == 0, whole.stderr[-2000:]
+    return record_of(run_dir)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kill_signal", [signal.SIGKILL, signal.SIGTERM])
-def test_a_killed_run_resumes_in_place_and_ends_as_if_never_stopped(tmp_path, data_dir, kill_signal):
+def test_a_killed_run_resumes_in_place_and_ends_as_if_never_stopped(tmp_path, data_dir, uninterrupted, kill_signal):
     """With the default loader (workers, persistent, prefetching); SIGTERM's run resumes as `last`."""
-    overrides = [*DETERMINISTIC, "trainer.max_epochs=4", "data.source.n_subjects=150"]
-    whole = run_cli([*overrides, f"hydra.run.dir={tmp_path / 'whole'}"], tmp_path, data_dir)
-    assert whole.returncode == 0, whole.stderr[-2000:]
+    overrides = RESUMED
 
     cwd = tmp_path / "work"
     cwd.mkdir()
     run_dir = cwd / "outputs" / "demo" / "killed"
-    process = start_training([*overrides, f"hydra.run.dir={run_dir}"], cwd, data_dir)
+    process = start_cli([*overrides, f"hydra.run.dir={run_dir}"], cwd, data_dir)
     wait_for_epochs(run_dir, 2, process)
     process.send_signal(kill_signal)
     assert process.wait(timeout=60) != 0
     assert record_of(run_dir)["status"] == ("running" if kill_signal == signal.SIGKILL else "interrupted")
-    deadline = time.monotonic() + 15
-    while processes_started_in(cwd) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not processes_started_in(cwd), "loader workers outlived the killed run"
+    assert not wait_until_gone(cwd), "loader workers outlived the killed run"
 
-    env = os.environ | {"BONEAGE_DATA_DIR": str(data_dir)}
     target = "last" if kill_signal == signal.SIGTERM else str(run_dir)
-    resumed = subprocess.run(
-        [sys.executable, "-m", "boneage.resume", target], cwd=cwd, env=env, capture_output=True, text=True
-    )
+    resumed = run_cli([target], cwd, data_dir, app="boneage.resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    record, reference = record_of(run_dir), record_of(tmp_path / "whole")
+    record, reference = record_of(run_dir), uninterrupted
     assert record["status"] == "finished" and record["resumed_from"].endswith("last.ckpt")
     assert [row["epoch"] for row in record["history"]] == [0, 1, 2, 3]
     assert record["metrics"] == reference["metrics"]

@@ -4,10 +4,7 @@ sweeps finish, collectives time out with a named rank, killed sweeps resume."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,7 +17,7 @@ from boneage.errors import ConfigError
 from boneage.records import RunRecord
 from boneage.report import main as report_main
 from boneage.sweep_resume import continue_sweep_job
-from tests.conftest import ROOT, TINY, run_cli
+from tests.conftest import TINY, run_cli, start_cli, wait_until_gone
 
 
 def record_of(run_dir: Path) -> dict:
@@ -57,9 +54,7 @@ def test_a_stalled_run_fails_within_the_configured_time_with_the_stacks_written(
 def test_a_stuck_run_ends_within_seconds_of_sigterm_or_ctrl_c_with_its_checkpoint_intact(tmp_path, data_dir, stop):
     run_dir, trigger = tmp_path / "stuck", tmp_path / "block-now"
     args = [*TINY, "trainer.max_epochs=50", block(once=trigger), "stop_grace_s=3", f"hydra.run.dir={run_dir}"]
-    env = os.environ | {"BONEAGE_DATA_DIR": str(data_dir), "PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen([sys.executable, "-m", "boneage.train", *args], cwd=tmp_path, env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    process = start_cli(args, tmp_path, data_dir)
     while not (run_dir / "checkpoints" / "last.ckpt").is_file():
         assert process.poll() is None, process.stderr.read()[-2000:]
         time.sleep(0.2)
@@ -98,6 +93,9 @@ def test_a_three_job_ddp_sweep_with_loader_workers_finishes_every_job(tmp_path, 
     records = [record_of(sweep / str(job)) for job in range(3)]
     assert [r["status"] for r in records] == ["finished"] * 3
     assert [r["config"]["optimizer"]["lr"] for r in records] == [0.005, 0.01, 0.02]
+    assert all(r["training"]["world_size"] == 2 for r in records)
+    assert [p.name for p in tmp_path.iterdir() if p.is_dir() and p.name != "sweep"] == []  # the sweep ran once
+    assert all((sweep / str(job) / "train_ddp_process_1.log").is_file() for job in range(3))  # ranks in their job
 
 
 @pytest.mark.slow
@@ -111,12 +109,6 @@ def test_a_ddp_job_whose_rank_fails_fails_alone_and_the_sweep_goes_on(tmp_path, 
     failed, finished = record_of(sweep / "0"), record_of(sweep / "1")
     assert failed["status"] == "failed" and "rank 0 of 2 lost the other ranks in a collective" in failed["error"]
     assert finished["status"] == "finished"
-
-
-def start(args: list[str], cwd: Path, data_dir: Path) -> subprocess.Popen:
-    env = os.environ | {"BONEAGE_DATA_DIR": str(data_dir), "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "boneage.train", *args], cwd=cwd, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
 
 
 def comparable(sweep: Path) -> pd.DataFrame:
@@ -138,17 +130,16 @@ def test_a_sweep_killed_part_way_resumes_to_the_records_and_report_of_an_uninter
 
     cwd, sweep = tmp_path / "work", tmp_path / "work" / "multirun" / "killed"
     cwd.mkdir()
-    process = start([*jobs, f"hydra.sweep.dir={sweep}"], cwd, data_dir)
+    process = start_cli([*jobs, f"hydra.sweep.dir={sweep}"], cwd, data_dir)
     while not any(len(record_of(run.parent).get("history", [])) >= 1 for run in sweep.glob("[12]/run.json")):
         assert process.poll() is None, process.stderr.read()[-3000:]
         time.sleep(0.2)
     process.kill()  # job 0 finished (or, in parallel, running), a later one part-way, the last not begun
     process.wait(timeout=30)
+    assert not wait_until_gone(cwd), "the killed sweep's jobs went on running"
     assert not (sweep / "2" / "run.json").is_file() or launcher == "parallel"  # never started
 
-    env = os.environ | {"BONEAGE_DATA_DIR": str(data_dir), "PYTHONPATH": str(ROOT)}
-    resumed = subprocess.run([sys.executable, "-m", "boneage.resume", "last"], cwd=cwd, env=env,
-                             capture_output=True, text=True, timeout=600)  # fmt: skip
+    resumed = run_cli(["last"], cwd, data_dir, app="boneage.resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir() and not p.name.startswith(".")) == ["0", "1", "2"]
     for job in range(3):
