@@ -32,7 +32,7 @@ def two_runs(tmp_path_factory, data_dir):
         run = root / f"seed{seed}"
         args = [
             *TINY,
-            "trainer.max_epochs=3",
+            "trainer.max_epochs=2",
             f"seed={seed}",
             "data.split.seed=7",
             f"hydra.run.dir={run}",

@@ -214,7 +214,7 @@ def test_ctrl_c_records_interrupted_and_saves_a_checkpoint(tmp_path, data_dir):
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
 
 
-RESUMED = [*DETERMINISTIC, "trainer.max_epochs=4", "data.source.n_subjects=150"]
+RESUMED = [*DETERMINISTIC, "trainer.max_epochs=4", "data.source.n_subjects=100"]
 
 
 @pytest.fixture(scope="module")

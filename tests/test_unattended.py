@@ -59,7 +59,7 @@ def test_a_stuck_run_ends_within_seconds_of_sigterm_or_ctrl_c_with_its_checkpoin
         assert process.poll() is None, process.stderr.read()[-2000:]
         time.sleep(0.2)
     trigger.touch()  # from now on the loader never delivers another batch
-    time.sleep(5)
+    time.sleep(3)
     sent = time.monotonic()
     process.send_signal(stop)
     assert process.wait(timeout=30) != 0
