@@ -37,14 +37,15 @@ def _exit_when_gone(pid: int) -> None:
     try:
         process = os.pidfd_open(pid)  # Linux: becomes readable once the process has ended
     except (AttributeError, OSError):  # no pidfd here, or already gone: poll
-        while _alive(pid):
+        while alive(pid):
             time.sleep(1)
     else:
         select.select([process], [], [])
     os._exit(0)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process `pid` exists (on this machine)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

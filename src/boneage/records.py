@@ -20,6 +20,8 @@ from typing import Any
 
 import torch
 
+from boneage.lifetime import alive
+
 RECORD_NAME = "run.json"
 RESERVE_NAME = ".space_reserve"  # released when the disk fills, so the record can still be written
 RESERVE_BYTES = 2 * 2**20
@@ -106,13 +108,7 @@ def _process_alive(record: dict[str, Any]) -> bool | None:
     process = record.get("process") or {}
     if process.get("host") != socket.gethostname() or "pid" not in process:
         return None
-    try:
-        os.kill(int(process["pid"]), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return alive(int(process["pid"]))
 
 
 def now() -> str:
