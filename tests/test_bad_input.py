@@ -41,7 +41,10 @@ def datamodule(source, tmp_path, **kwargs) -> AgeDataModule:
         (("ok2.png", None, "p98", "F"), "age missing or not a number"),
         (("ok3.png", -2, "p98", "F"), "negative age"),
         (("ok4.png", 1980, "p98", "F"), "implausible age (over 130 years)"),
-        (("ok5.png", 9, "p98", "x"), "unknown sex code 'x'"),
+        (
+            ("ok5.png", 9, "p98", "x"),
+            "unknown sex code 'x' (declare what it means: data.source.sex_codes, e.g. {true: M, false: F})",
+        ),
         (("../outside.png", 9, "p98", "F"), "path outside the image folder"),
         (("absent.png", 9, "p98", "F"), "file not found"),
     ],

@@ -23,7 +23,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import hydra
 import pandas as pd
 import pytorch_lightning as pl
 import torch
@@ -31,11 +30,11 @@ from omegaconf import DictConfig, OmegaConf
 from torch.utils.flop_counter import FlopCounterMode
 
 from boneage.build import build
+from boneage.cli import hydra_command
 from boneage.records import RunRecord, environment
 from boneage.resolvers import register_resolvers
 from boneage.speed import synchronize
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 COMPARE = {">=": operator.ge, "<=": operator.le}
 
 
@@ -200,10 +199,10 @@ def compare_models(models: list[str], settings: DictConfig) -> list[dict[str, An
 
 
 def _measure_model(option: str, settings: dict[str, Any]) -> dict[str, Any]:
-    from hydra import compose, initialize_config_dir
+    from hydra import compose, initialize_config_module
 
     register_resolvers()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_module(config_module="boneage.conf", version_base="1.3"):
         overrides = [f"model={option}", "model.pretrained=false", *settings["model_overrides"]]
         cfg = compose("train", overrides=overrides)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -311,7 +310,7 @@ def _print_table(title: str, rows: list[dict[str, Any]]) -> None:
 register_resolvers()
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="bench")
+@hydra_command("bench")
 def main(cfg: DictConfig) -> None:
     bench(cfg)
 

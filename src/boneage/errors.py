@@ -1,8 +1,14 @@
 """Errors a user can fix: each message names the file, row or config key, and what to do."""
 
+from hydra.errors import CompactHydraException
 
-class BoneageError(Exception):
-    """Base class: bad input or configuration, reported without a library traceback."""
+
+class BoneageError(CompactHydraException):
+    """Base class: bad input or configuration.
+
+    Hydra prints a CompactHydraException as its message alone and exits non-zero;
+    HYDRA_FULL_ERROR=1 still shows the traceback.
+    """
 
 
 class DataError(BoneageError, ValueError):

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import hydra
 import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from boneage.cli import hydra_command
 from boneage.datamodules.validation import describe
 from boneage.errors import DataError
 from boneage.evaluation.ensemble import load_members, plain, predict_members, shared_test_rows
@@ -64,7 +64,7 @@ def _rows(cfg: DictConfig, members: list[TrainedRun]) -> tuple[pd.DataFrame, str
 register_resolvers()
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="evaluate")
+@hydra_command("evaluate")
 def main(cfg: DictConfig) -> None:
     evaluate(cfg)
 

@@ -17,11 +17,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import hydra
 import torch
 from omegaconf import DictConfig
 
 from boneage.bench import compare_models
+from boneage.cli import hydra_command
 from boneage.resolvers import register_resolvers
 
 OOM_MESSAGE = "GPU out of memory with data.batch_size="
@@ -97,7 +97,7 @@ def _run(check: Check, run_dir: Path, timeout_s: float) -> dict[str, Any]:
 register_resolvers()
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="gpu_check")
+@hydra_command("gpu_check")
 def main(cfg: DictConfig) -> None:
     gpu_check(cfg)
 

@@ -7,15 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import hydra
 import pandas as pd
 from omegaconf import DictConfig
 
+from boneage.cli import hydra_command
+from boneage.datamodules.images import IMAGE_SUFFIXES
 from boneage.errors import DataError
 from boneage.evaluation.ensemble import load_members, plain, predict_members
 from boneage.resolvers import register_resolvers
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
 
 def images_to_predict(source: str, image_column: str = "image", image_dir: str | None = None) -> pd.DataFrame:
@@ -51,7 +50,7 @@ def predict(cfg: DictConfig) -> Path:
 register_resolvers()
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="predict")
+@hydra_command("predict")
 def main(cfg: DictConfig) -> None:
     predict(cfg)
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import hydra
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.tuner import Tuner
 
 from boneage.build import build
 from boneage.checks import check_config
+from boneage.cli import hydra_command
 from boneage.errors import ConfigError
 from boneage.plots import save_figure
 from boneage.resolvers import register_resolvers
@@ -77,7 +77,7 @@ def valley(lrs: Sequence[float], losses: Sequence[float]) -> float:
 register_resolvers()
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="tune")
+@hydra_command("tune")
 def main(cfg: DictConfig) -> None:
     tune(cfg)
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from boneage.datamodules.table import SEX_CODES
+from boneage.datamodules.sex import read_sex
 from boneage.errors import DataError
 
 SEX_VALUES = {"F": 1.0, "M": 0.0}
@@ -39,6 +39,4 @@ def encode_inputs(rows: pd.DataFrame, columns: Sequence[str], source: str = "the
 
 
 def _sex_codes(values: pd.Series) -> pd.Series:
-    codes = values.astype("string").str.strip()
-    normalised = codes.where(codes.isin(list(SEX_VALUES)), codes.str.lower().map(SEX_CODES))
-    return normalised.map(SEX_VALUES).astype(float)
+    return read_sex(values).map(SEX_VALUES).astype(float)

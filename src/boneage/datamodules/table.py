@@ -5,19 +5,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
+from boneage.datamodules.sex import read_sex
 from boneage.datamodules.validation import row_problems
 from boneage.errors import DataError
 
 COLUMN_ROLES = ("image", "age", "subject", "sex")
 AGE_UNITS = ("years", "months")
 DERIVED_COLUMNS = ("problem", "file", "set")  # columns boneage adds; a table's own of these names is not kept
-SEX_CODES = {
-    "f": "F", "female": "F", "w": "F", "woman": "F", "girl": "F", "女": "F",
-    "m": "M", "male": "M", "man": "M", "boy": "M", "男": "M",
-}  # fmt: skip
 
 
 @dataclass
@@ -25,7 +23,9 @@ class TableSource:
     """Where the labels and images are, and which table column plays which role.
 
     `columns` maps boneage's roles (image, age, subject, sex) to the table's own column
-    names; subject and sex may be null. Ages stay in the declared `age_unit`.
+    names; subject and sex may be null. Ages stay in the declared `age_unit`. A table that
+    holds ids rather than file names gets `image_suffix` appended (RSNA: `<id>.png`);
+    `sex_codes` declares codes such as True/False or 0/1.
     """
 
     path: str
@@ -35,6 +35,8 @@ class TableSource:
     )
     age_unit: str = "years"
     sheet: str | int = 0  # XLSX only: sheet name or index
+    image_suffix: str = ""
+    sex_codes: Mapping[Any, str] | None = None
 
     def prepare(self) -> None:
         """Nothing to download or generate: the user's files are already on disk."""
@@ -48,19 +50,18 @@ class TableSource:
         raw = self._read()
         mapping = self._checked_mapping(raw)
         image_dir = Path(self.image_dir).expanduser()
-        names = raw[mapping["image"]].astype(str).str.strip()
+        names = raw[mapping["image"]].astype(str).str.strip() + self.image_suffix
         raw_sex = raw[mapping["sex"]] if mapping["sex"] else pd.Series(None, index=raw.index, dtype=object)
         table = pd.DataFrame(
             {
                 "image": names,
                 "age": pd.to_numeric(raw[mapping["age"]], errors="coerce").astype(float),
                 "subject": (raw[mapping["subject"]] if mapping["subject"] else names).astype(str),
-                "sex": raw_sex.astype("string").str.strip().str.lower().map(SEX_CODES).astype(object),
+                "sex": read_sex(raw_sex, self.sex_codes),
                 "raw_sex": raw_sex.where(raw_sex.notna(), None),
                 "row": raw.index + 2,  # header is row 1
             }
         )
-        table["sex"] = table["sex"].where(table["sex"].notna(), None)
         for column in raw.columns.difference([*mapping.values(), *table.columns, *DERIVED_COLUMNS], sort=False):
             table[column] = raw[column]  # other columns ride along: model inputs (data.extra_inputs), reports
         table["problem"] = row_problems(table, image_dir, self.age_unit)

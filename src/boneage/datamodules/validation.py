@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
+
+from boneage.datamodules.images import IMAGE_SUFFIXES, is_readable_image
 
 # Ages beyond these are typos (a year of birth, months entered as days...), not people.
 PLAUSIBLE_MAX_AGE = {"years": 130.0, "months": 130.0 * 12}
+SEX_CODES_HINT = " (declare what it means: data.source.sex_codes, e.g. {true: M, false: F})"
 
 
 def row_problems(table: pd.DataFrame, image_dir: Path, age_unit: str) -> pd.Series:
@@ -28,14 +30,15 @@ def row_problems(table: pd.DataFrame, image_dir: Path, age_unit: str) -> pd.Seri
     limit = PLAUSIBLE_MAX_AGE[age_unit]
     flag(table["age"] > limit, f"implausible age (over {limit:g} {age_unit})")
     unknown_sex = table["raw_sex"].notna() & table["sex"].isna()
-    flag(unknown_sex, "unknown sex code " + table["raw_sex"].astype(str).map(repr))
+    flag(unknown_sex, "unknown sex code " + table["raw_sex"].astype(str).map(repr) + SEX_CODES_HINT)
     first_row = table.groupby("image")["row"].transform("first")
     flag(table["image"].duplicated(), "duplicate of row " + first_row.astype(str))
     root = image_dir.resolve()
     paths = table["image"].map(lambda name: (root / name).resolve())
     flag(~paths.map(lambda path: path.is_relative_to(root)), "path outside the image folder")
-    flag(~paths.map(Path.is_file), "file not found")
-    flag(~paths.map(_is_image), "not a readable image")
+    missing = ~paths.map(Path.is_file)
+    flag(missing, paths[missing].map(_missing_file_reason).reindex(paths.index))
+    flag(~paths.map(is_readable_image), "not a readable image")
     return problems
 
 
@@ -50,10 +53,9 @@ def describe(problems: pd.DataFrame, table_path: str, shown: int = 5) -> str:
     return "\n".join(lines)
 
 
-def _is_image(path: Path) -> bool:
-    """Cheap: reads the header only (full decoding happens in the loader)."""
-    try:
-        with Image.open(path):
-            return True
-    except (OSError, UnidentifiedImageError):
-        return False
+def _missing_file_reason(path: Path) -> str:
+    """'file not found', with the way out when the table holds names without their extension."""
+    for suffix in IMAGE_SUFFIXES:
+        if path.with_name(path.name + suffix).is_file():
+            return f"file not found, but the name with {suffix} is there (set data.source.image_suffix={suffix})"
+    return "file not found"

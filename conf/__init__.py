@@ -1,0 +1,1 @@
+"""boneage's Hydra config groups, installed with the package as `boneage.conf`."""

@@ -1,0 +1,68 @@
+"""What every `python -m boneage.<command>` shares: the packaged configs, and overrides
+that Hydra cannot read answered with the form it can.
+
+The configs live in the package (`boneage.conf`), so the console scripts and `python -m`
+work from any folder, installed from a wheel or from the checkout; a user's own config
+folder joins them with `--config-dir`.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import hydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from omegaconf import DictConfig
+
+CONFIG_PATH = "pkg://boneage.conf"
+
+
+def hydra_command(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
+    """Decorator: `task(cfg)` becomes a command composing `config_name` from boneage's configs."""
+
+    def decorate(task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
+        hydra_main = hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=config_name)(task)
+
+        @functools.wraps(task)
+        def main() -> Any:
+            check_override_syntax(sys.argv[1:])
+            return hydra_main()
+
+        return main
+
+    return decorate
+
+
+def check_override_syntax(arguments: Sequence[str]) -> None:
+    """Stop with the quoted form of an override whose value Hydra's grammar rejects.
+
+    Hydra reads `Age(years)` as a function call and cannot read CJK letters unquoted; a value
+    in quotes is taken as it is written.
+    """
+    parser = OverridesParser.create()
+    for argument in arguments:
+        if argument.startswith("-") or "=" not in argument:
+            continue
+        try:
+            parser.parse_override(argument)
+        except HydraException as error:
+            raise SystemExit(unreadable_override_message(argument, error)) from None
+
+
+def unreadable_override_message(argument: str, error: Exception) -> str:
+    key, _, value = argument.partition("=")
+    quote = "'" if '"' in value else '"'
+    quoted = f"{key}={quote}{value}{quote}"
+    shell_quote = '"' if "'" in quoted else "'"
+    reason = str(error).strip().splitlines()[0]
+    return (
+        f"boneage: the override {argument!r} cannot be read as it is ({reason}).\n"
+        f"A value with parentheses, spaces, commas or non-Latin letters (a column name such as "
+        f"Age(years) or 年龄(岁)) must be quoted for Hydra, and the quotes kept from the shell:\n"
+        f"    {shell_quote}{quoted}{shell_quote}\n"
+        f"In a YAML data config, write the name as it is: `age: {value}`."
+    )
