@@ -9,7 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from mlflow.tracking import MlflowClient
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import plugin_data_pb2
 
 from boneage.errors import ConfigError
 from boneage.evaluation.inference import load_run
@@ -42,8 +44,10 @@ def test_short_training_learns_and_beats_the_mean_predictor(compose_train, tmp_p
 
 
 @pytest.mark.slow
-def test_run_directory_holds_record_split_checkpoints_curves_and_hparams(compose_train, tmp_path):
-    metrics = train(compose_train([*TINY, "trainer.max_epochs=2"]))
+def test_run_directory_holds_record_split_checkpoints_curves_and_trackers(compose_train, tmp_path):
+    metrics = train(
+        compose_train([*TINY, "trainer.max_epochs=2", "model.dropout=0.3", "logger=[tensorboard,mlflow,wandb]"])
+    )
     run_dir = tmp_path / "run"
     record = record_of(run_dir)
     assert record["status"] == "finished" and record["error"] is None
@@ -62,11 +66,41 @@ def test_run_directory_holds_record_split_checkpoints_curves_and_hparams(compose
     for name in ("splits.csv", "history.csv", "training_curves.png"):
         assert (run_dir / name).is_file(), name
 
-    events = EventAccumulator(str(run_dir / "tensorboard")).Reload()
+    assert_tensorboard_reads_well(run_dir, metrics)
+    assert_mlflow_holds_the_run(tmp_path / "mlflow.db", run_dir, metrics)
+    assert list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))  # W&B offline: `wandb sync` uploads it
+
+
+def assert_tensorboard_reads_well(run_dir: Path, metrics: dict) -> None:
+    """HParams: the settings that matter, the overridden ones, no instantiation keys; Images: the
+    augmented inputs and the test's predicted-vs-true plot."""
+    events = EventAccumulator(str(run_dir / "tensorboard"), size_guidance={"images": 0}).Reload()
     assert "val/mae" in events.Tags()["scalars"]
     assert events.Scalars("hp/val_mae")[-1].value == pytest.approx(metrics["val/mae"])
-    hparams = events.PluginTagToContent("hparams")
-    assert "_hparams_/session_start_info" in hparams
+    start = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    shown = set(plugin_data_pb2.HParamsPluginData.FromString(start).session_start_info.hparams)
+    assert {
+        "model.name",
+        "optimizer.lr",
+        "optimizer.weight_decay",
+        "model.dropout",
+        "loss",
+        "data.batch_size",
+        "data.image_size",
+        "data.clahe",
+    } <= shown
+    assert {"trainer.max_epochs", "data.source.n_subjects"} <= shown  # overridden for this run
+    assert not [name for name in shown if "_target_" in name or "_convert_" in name]
+    assert len(shown) < 30
+    assert set(events.Tags()["images"]) == {"inputs/augmented_training_batch", "test/predicted_vs_true"}
+
+
+def assert_mlflow_holds_the_run(store: Path, run_dir: Path, metrics: dict) -> None:
+    client = MlflowClient(tracking_uri=f"sqlite:///{store}")
+    (run,) = client.search_runs([client.get_experiment_by_name("demo").experiment_id])  # named by task_name
+    assert run.data.params["model.name"] == "test_resnet" and run.data.params["model.dropout"] == "0.3"
+    assert run.data.metrics["hp/val_mae"] == pytest.approx(metrics["val/mae"])
+    assert run.data.tags["run_dir"] == str(run_dir)
 
 
 @pytest.mark.slow

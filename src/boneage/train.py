@@ -22,7 +22,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import hydra
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -31,6 +30,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from boneage.build import build
 from boneage.checks import check_checkpoint, check_config, check_free_space
+from boneage.cli import hydra_command
 from boneage.ddp import ddp_failures_explained, distributed_job_scope, route_ranks_to_job_directory
 from boneage.errors import ConfigError, DiskFullError, TrainingError
 from boneage.hparams import log_final_metrics, log_run_hparams
@@ -41,6 +41,7 @@ from boneage.speed import measure_inference
 from boneage.summary import format_summary
 from boneage.sweep_resume import continue_sweep_job
 from boneage.techniques import active_techniques
+from boneage.trackers import end_tracker_runs
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +102,11 @@ def _fit_and_evaluate(cfg: DictConfig) -> dict[str, Any]:
     callbacks = [build(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers = [build(c) for c in (cfg.get("logger") or {}).values()]
     trainer: pl.Trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    with ddp_failures_explained(trainer, OmegaConf.select(cfg, "trainer.strategy.timeout_min")):
-        return _fit_and_test(cfg, trainer, datamodule, module)
+    try:
+        with ddp_failures_explained(trainer, OmegaConf.select(cfg, "trainer.strategy.timeout_min")):
+            return _fit_and_test(cfg, trainer, datamodule, module)
+    finally:
+        end_tracker_runs(loggers)
 
 
 def _fit_and_test(
@@ -235,7 +239,7 @@ def _print(text: str) -> None:
 register_resolvers()  # before Hydra composes: configs use ${boneage.*:} resolvers
 
 
-@hydra.main(version_base="1.3", config_path="../../conf", config_name="train")
+@hydra_command("train")
 def main(cfg: DictConfig) -> float | None:
     PROMPT_STOP.install()
     route_ranks_to_job_directory()

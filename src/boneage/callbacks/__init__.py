@@ -6,6 +6,7 @@ from boneage.callbacks.freeze import FreezeBackbone
 from boneage.callbacks.interrupt import CheckpointOnInterrupt
 from boneage.callbacks.run_record import RunRecordCallback
 from boneage.callbacks.stall import StallWatchdog
+from boneage.callbacks.tensorboard_images import TensorBoardImages
 
 __all__ = [
     "EMA",
@@ -15,4 +16,5 @@ __all__ = [
     "RunRecordCallback",
     "SeedEveryEpoch",
     "StallWatchdog",
+    "TensorBoardImages",
 ]

@@ -6,9 +6,21 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 from boneage.plots import save_figure
+
+
+def predicted_vs_true_figure(true: np.ndarray, predicted: np.ndarray, unit: str) -> plt.Figure:
+    """Scatter of predicted against true age with the identity line (files and TensorBoard)."""
+    figure, axis = plt.subplots(figsize=(5, 5))
+    axis.scatter(true, predicted, s=8, alpha=0.5)
+    low, high = float(min(true.min(), predicted.min())), float(max(true.max(), predicted.max()))
+    axis.plot([low, high], [low, high], color="black", linewidth=1, label="identity")
+    axis.set(xlabel=f"true age ({unit})", ylabel=f"predicted age ({unit})", title="Predicted vs true")
+    axis.legend()
+    return figure
 
 
 def plot_evaluation(predictions: pd.DataFrame, mae_per_bin: Mapping[str, Mapping[str, float]], unit: str, out: Path):
@@ -16,13 +28,7 @@ def plot_evaluation(predictions: pd.DataFrame, mae_per_bin: Mapping[str, Mapping
     true, predicted = predictions["age"].to_numpy(), predictions["predicted"].to_numpy()
     paths = {name: out / f"{name}.png" for name in ("predicted_vs_true", "bland_altman", "mae_per_age_bin")}
 
-    figure, axis = plt.subplots(figsize=(5, 5))
-    axis.scatter(true, predicted, s=8, alpha=0.5)
-    low, high = float(min(true.min(), predicted.min())), float(max(true.max(), predicted.max()))
-    axis.plot([low, high], [low, high], color="black", linewidth=1, label="identity")
-    axis.set(xlabel=f"true age ({unit})", ylabel=f"predicted age ({unit})", title="Predicted vs true")
-    axis.legend()
-    save_figure(figure, paths["predicted_vs_true"])
+    save_figure(predicted_vs_true_figure(true, predicted, unit), paths["predicted_vs_true"])
 
     mean, difference = (true + predicted) / 2, predicted - true
     bias, spread = difference.mean(), 1.96 * difference.std()

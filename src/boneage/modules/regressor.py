@@ -130,18 +130,20 @@ class AgeRegressor(pl.LightningModule):
                 self.input_std.copy_(torch.as_tensor(stds))
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self._step(self.mixup(batch), "train")
+        return self._step(self.mixup(batch), "train")[0]
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._step(batch, "val")
 
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._step(batch, "test")
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        predicted = self._step(batch, "test")[1]
+        return {"predicted": predicted, "age": batch["age"].float()}  # for callbacks (TensorBoard's figure)
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self(batch["image"], batch.get("inputs"))
 
-    def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
+    def _step(self, batch: dict[str, torch.Tensor], stage: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch's loss and its predicted ages; metrics and loss are logged for `stage`."""
         ages = batch["age"].float()
         targets = (ages - self.age_mean) / self.age_std
         outputs = self._outputs(batch["image"], batch.get("inputs"))
@@ -150,8 +152,8 @@ class AgeRegressor(pl.LightningModule):
         if training and not torch.isfinite(loss):
             self._stop_on_non_finite(loss)
         metrics = getattr(self, f"{stage}_metrics")
-        predicted = self._decode(outputs).detach()
-        metrics.update(predicted * self.age_std + self.age_mean, ages)
+        predicted = self._decode(outputs).detach() * self.age_std + self.age_mean
+        metrics.update(predicted, ages)
         self.log(
             f"{stage}/loss",
             loss,
@@ -161,7 +163,7 @@ class AgeRegressor(pl.LightningModule):
             batch_size=len(ages),
         )
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val")
-        return loss
+        return loss, predicted
 
     def _per_image_loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         # A distribution loss reads the logits; a pointwise loss the standardised ages.
