@@ -6,17 +6,22 @@ import json
 import shutil
 from pathlib import Path
 
+import albumentations as A
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from boneage.datamodules.images import read_grayscale
 from boneage.datamodules.splits import SubjectSplit
+from boneage.datamodules.transforms import build_pipeline, preprocessing
+from boneage.errors import ConfigError, DataError
 from boneage.evaluate import evaluate
-from boneage.evaluation.inference import load_run, tta_views
+from boneage.evaluation.inference import load_run
 from boneage.evaluation.metrics import evaluation_metrics, regression_metrics
+from boneage.evaluation.tta import tta_views
 from boneage.predict import predict
 from boneage.report import aggregate_folds, build_table
 from tests.conftest import TINY, compose_app, run_cli
@@ -28,7 +33,7 @@ def two_runs(tmp_path_factory, data_dir):
     """Two short demo runs on the same split (data.split.seed) with other seeds and preprocessing."""
     root = tmp_path_factory.mktemp("runs")
     runs = []
-    for seed, preprocessing in ((1, []), (2, ["model.image_size=40", "data.clahe=true"])):
+    for seed, settings in ((1, []), (2, ["model.image_size=40", "data.clahe=true"])):
         run = root / f"seed{seed}"
         args = [
             *TINY,
@@ -36,7 +41,7 @@ def two_runs(tmp_path_factory, data_dir):
             f"seed={seed}",
             "data.split.seed=7",
             f"hydra.run.dir={run}",
-            *preprocessing,
+            *settings,
         ]
         result = run_cli(args, root, data_dir)
         assert result.returncode == 0, result.stderr[-2000:]
@@ -114,20 +119,45 @@ def test_an_ensemble_is_no_worse_than_its_members_on_average(two_runs, tmp_path)
 
 
 @pytest.mark.slow
-def test_hflip_tta_averages_the_image_and_its_mirror(two_runs):
+def test_zoom_tta_averages_the_training_affine_at_fixed_scales_and_evaluate_compares_it(two_runs, tmp_path):
     run = load_run(two_runs[0])
     rows = run.test_rows.head(4)
-    images = torch.stack([run.pipeline(image=read_grayscale(path))["image"] for path in rows["image"]])
+    views = [[], [A.Affine(scale=(0.95, 0.95), p=1.0)], [A.Affine(scale=(1.05, 1.05), p=1.0)]]
     with torch.inference_mode():
-        expected = ((run.module(images) + run.module(images.flip(-1))) / 2).numpy()
-        plain = run.module(images).numpy()
-    assert np.allclose(run.predict(rows, "hflip"), expected, atol=1e-5)
-    assert not np.allclose(run.predict(rows, "hflip"), plain, atol=1e-5)
+        per_view = [
+            run.module(
+                torch.stack(
+                    [build_pipeline(run.preprocess, view)(image=read_grayscale(p))["image"] for p in rows["image"]]
+                )
+            )
+            for view in views
+        ]
+    assert np.allclose(run.predict(rows, "zoom"), torch.stack(per_view).mean(0).numpy(), atol=1e-5)
+    assert not np.allclose(run.predict(rows, "zoom"), per_view[0].numpy(), atol=1e-5)
+
+    out = evaluate(compose_app("evaluate", [f"run={two_runs[0]}", "tta=[zoom,shift]", f"output_dir={tmp_path / 'e'}"]))
+    metrics = json.loads((out / "metrics.json").read_text())
+    logged = json.loads((two_runs[0] / "run.json").read_text())["metrics"]["test/mae"]
+    assert metrics["tta_against_none"]["without"]["mae"] == pytest.approx(logged, abs=1e-4)  # the same images
+    assert metrics["tta_against_none"]["with TTA"]["mae"] == pytest.approx(metrics["image"]["mae"])
+    assert "predicted_without_tta" in pd.read_csv(out / "predictions.csv")
+    assert "Test-time augmentation (['zoom', 'shift']) against none" in (out / "report.md").read_text()
+    with pytest.raises(ConfigError, match="not trained with horizontal flips"):
+        run.predict(rows, "hflip")
 
 
-def test_tta_views_combine_without_repeating_the_plain_view():
-    assert tta_views("none") == [1.0]
-    assert tta_views(["hflip", "multiscale"]) == [1.0, "hflip", 0.9, 1.1]
+def test_tta_views_come_from_the_training_augmentation():
+    augment = OmegaConf.to_container(compose_app("train", []).data.augment)  # Affine: scale 0.9-1.1, shift 5%
+    views = tta_views(["zoom", "shift", "none"], augment)
+    assert list(views) == ["plain", "zoom0.95", "zoom1.05", "shift-1", "shift1"]
+    assert views["shift1"][0].translate_percent["x"] == (0.025, 0.025)
+    image = np.full((32, 32), 200, np.uint8)
+    for view in views.values():  # every view keeps the training canvas
+        assert build_pipeline(preprocessing(32), view)(image=image)["image"].shape == (3, 32, 32)
+    flipping = augment | {"flip": {"_target_": "albumentations.HorizontalFlip", "p": 0.5}}
+    assert list(tta_views("hflip", flipping)) == ["plain", "hflip"]
+    with pytest.raises(ConfigError, match="not trained with horizontal flips"):
+        tta_views("hflip", augment)
 
 
 @pytest.mark.slow
@@ -136,11 +166,22 @@ def test_predict_on_a_folder_writes_one_row_per_image(two_runs, tmp_path):
     folder.mkdir()
     for path in load_run(two_runs[0]).test_rows["image"].head(5):
         shutil.copy(path, folder)
+    readable = sorted(p.name for p in folder.iterdir())
+    (folder / "notes.png").write_text("not an image")
+    (folder / "cut.png").write_bytes((folder / readable[0]).read_bytes()[:600])  # a truncated copy
     output = tmp_path / "ages.csv"
-    predict(compose_app("predict", [f"run={two_runs[0]}", f"input={folder}", f"output={output}"]))
+    predict(compose_app("predict", [f"run={two_runs[0]}", f"input={folder}", f"output={output}", "chunk_size=2"]))
     table = pd.read_csv(output)
     assert len(table) == 5 and table["predicted_age"].between(0, 30).all()
-    assert sorted(table["image"].map(lambda p: p.rsplit("/", 1)[-1])) == sorted(p.name for p in folder.iterdir())
+    assert sorted(table["image"].map(lambda p: p.rsplit("/", 1)[-1])) == readable
+    unreadable = pd.read_csv(tmp_path / "ages_unreadable.csv")
+    assert sorted(unreadable["image"].map(lambda p: p.rsplit("/", 1)[-1])) == ["cut.png", "notes.png"]
+    assert unreadable["reason"].str.contains("unreadable or not an image").all()
+
+    with pytest.raises(DataError, match=r"cut.png: .*\(2 unreadable image\(s\) in all\)"):
+        predict(
+            compose_app("predict", [f"run={two_runs[0]}", f"input={folder}", f"output={output}", "on_unreadable=stop"])
+        )
 
 
 @pytest.mark.slow

@@ -21,6 +21,7 @@ from boneage.evaluation.inference import TrainedRun
 from boneage.evaluation.markdown import write_markdown
 from boneage.evaluation.metrics import evaluation_metrics, regression_metrics
 from boneage.evaluation.plots import plot_evaluation
+from boneage.evaluation.tta import uses_tta
 from boneage.records import now
 from boneage.resolvers import register_resolvers, unique_dir
 
@@ -38,6 +39,13 @@ def evaluate(cfg: DictConfig) -> Path:
         metrics["members"] = {name: regression_metrics(rows["age"], values) for name, values in per_member.items()}
         for index, values in enumerate(per_member.values()):
             predictions[f"predicted_member{index}"] = values
+    if uses_tta(tta):  # the same images without TTA: does it help on this run?
+        without, _ = predict_members(members, rows, "none", plain(cfg.weights))
+        predictions["predicted_without_tta"] = without
+        metrics["tta_against_none"] = {
+            "with TTA": regression_metrics(rows["age"], combined),
+            "without": regression_metrics(rows["age"], without),
+        }
 
     out = Path(cfg.output_dir or unique_dir(str(members[0].run_dir / "evaluation" / now()[:19].replace(":", "-"))))
     out.mkdir(parents=True, exist_ok=True)

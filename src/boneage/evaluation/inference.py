@@ -10,7 +10,6 @@ import albumentations as A
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
@@ -20,11 +19,9 @@ from boneage.datamodules.dataset import AgeImageDataset
 from boneage.datamodules.inputs import encode_inputs
 from boneage.datamodules.transforms import build_pipeline, preprocessing
 from boneage.errors import ConfigError
+from boneage.evaluation.tta import Views, tta_views
 from boneage.modules import AgeRegressor
 from boneage.records import RunRecord
-
-# A view is a scale factor (1.0: the image as preprocessed) or "hflip".
-TTA_VIEWS = {"none": (1.0,), "hflip": (1.0, "hflip"), "multiscale": (0.9, 1.0, 1.1)}
 
 
 @dataclass
@@ -52,10 +49,15 @@ class TrainedRun:
         return splits[splits["set"] == "test"].reset_index(drop=True)
 
     @property
-    def pipeline(self) -> A.Compose:
-        """The deterministic preprocessing the run was trained with (size, CLAHE), as tensors."""
+    def preprocess(self) -> list[A.BasicTransform]:
+        """The deterministic preprocessing the run was trained with (size, CLAHE)."""
         data = self.config.data
-        return build_pipeline(preprocessing(data.image_size, data.clahe, data.clahe_clip_limit, data.clahe_tile_grid))
+        return preprocessing(data.image_size, data.clahe, data.clahe_clip_limit, data.clahe_tile_grid)
+
+    @property
+    def pipeline(self) -> A.Compose:
+        """The preprocessing, as tensors."""
+        return build_pipeline(self.preprocess)
 
     def predict(self, rows: pd.DataFrame, tta: Sequence[str] | str = "none", batch_size: int = 32) -> np.ndarray:
         """Predicted ages for the images of `rows` (column `image`), averaged over TTA views."""
@@ -65,31 +67,16 @@ class TrainedRun:
             self.module.hparams.extra_inputs,
             f"the images for {self.name} (trained with table inputs: give a table)",
         )
-        loader = DataLoader(AgeImageDataset(table, self.pipeline, inputs=inputs), batch_size=batch_size)
-        views = tta_views(tta)
+        views = tta_views(tta, OmegaConf.to_container(self.config.data.get("augment") or {}))
+        pipelines = Views([build_pipeline(self.preprocess, view) for view in views.values()])
+        loader = DataLoader(AgeImageDataset(table, pipelines, inputs=inputs), batch_size=batch_size)
         predictions = []
         with torch.inference_mode():
             for batch in loader:
                 inputs = batch.get("inputs")
-                predictions.append(torch.stack([self.module(view(batch["image"], v), inputs) for v in views]).mean(0))
+                per_view = [self.module(images, inputs) for images in batch["image"].unbind(1)]
+                predictions.append(torch.stack(per_view).mean(0))
         return torch.cat(predictions).numpy()
-
-
-def tta_views(tta: Sequence[str] | str) -> list[str | float]:
-    """The views to average: `none`, `hflip`, `multiscale`, or a list of them."""
-    names = [tta] if isinstance(tta, str) else list(tta)
-    unknown = [name for name in names if name not in TTA_VIEWS]
-    if unknown:
-        raise ConfigError(f"tta={unknown} is not one of {sorted(TTA_VIEWS)}.")
-    return list(dict.fromkeys(v for name in names for v in TTA_VIEWS[name]))
-
-
-def view(images: torch.Tensor, how: str | float) -> torch.Tensor:
-    if how == "hflip":
-        return images.flip(-1)
-    if how == 1.0:
-        return images
-    return F.interpolate(images, scale_factor=float(how), mode="bilinear", align_corners=False)
 
 
 def load_run(target: str | Path) -> TrainedRun:

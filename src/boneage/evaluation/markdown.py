@@ -35,6 +35,10 @@ def write_markdown(metrics: Mapping[str, Any], plots: Sequence[Path], path: Path
         lines += ["", "## Ensemble against its members (same images)", "", "| model | MAE | RMSE | Pearson r |"]
         lines += ["|---|---|---|---|", _member_row("ensemble", metrics["image"])]
         lines += [_member_row(name, figures) for name, figures in metrics["members"].items()]
+    if "tta_against_none" in metrics:
+        lines += ["", f"## Test-time augmentation ({metrics['tta']}) against none (same images)", ""]
+        lines += ["| predictions | MAE | RMSE | Pearson r |", "|---|---|---|---|"]
+        lines += [_member_row(name, figures) for name, figures in metrics["tta_against_none"].items()]
     lines += ["", "## Figures", ""] + [f"![{plot.stem}]({plot.name})" for plot in plots]
     path.write_text("\n".join(lines) + "\n")
 
