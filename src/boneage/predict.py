@@ -11,7 +11,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from boneage.cli import hydra_command
-from boneage.datamodules.images import IMAGE_SUFFIXES
+from boneage.datamodules.images import IMAGE_SUFFIXES, unreadable_reason
 from boneage.errors import DataError
 from boneage.evaluation.ensemble import load_members, plain, predict_members
 from boneage.resolvers import register_resolvers
@@ -31,19 +31,46 @@ def images_to_predict(source: str, image_column: str = "image", image_dir: str |
     if image_column not in table:
         raise DataError(f"input={source} has no column {image_column!r} (image_column); it has {list(table.columns)}.")
     root = Path(image_dir).expanduser() if image_dir else path.parent
-    missing = [name for name in table[image_column] if not (root / str(name)).is_file()]
-    if missing:
-        raise DataError(f"{len(missing)} image(s) of {source} not found under {root}, e.g. {missing[:5]}.")
     return table.assign(image=[str(root / str(name)) for name in table[image_column]])
 
 
+def set_aside_unreadable(rows: pd.DataFrame, stop_at_first: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows whose image decodes, and the others with the reason (image, reason)."""
+    reasons = rows["image"].map(unreadable_reason)
+    bad = reasons.notna()
+    if bad.any() and stop_at_first:
+        first = rows.index[bad][0]
+        raise DataError(
+            f"{rows.at[first, 'image']}: {reasons[first]} ({int(bad.sum())} unreadable image(s) in all). "
+            "on_unreadable=skip predicts the others and lists these."
+        )
+    return rows[~bad], pd.DataFrame({"image": rows.loc[bad, "image"], "reason": reasons[bad]})
+
+
 def predict(cfg: DictConfig) -> Path:
+    """Predicts chunk by chunk, appending to the output as it goes: an interruption keeps what
+    was done. Unreadable images are listed in `<output>_unreadable.csv`, not fatal."""
     members = load_members(cfg.run, plain(cfg.ensemble), cfg.sweep)
-    rows = images_to_predict(cfg.input, cfg.image_column, cfg.image_dir)
-    ages, _ = predict_members(members, rows, plain(cfg.tta), plain(cfg.weights))
+    rows, unreadable = set_aside_unreadable(
+        images_to_predict(cfg.input, cfg.image_column, cfg.image_dir), cfg.on_unreadable == "stop"
+    )
     output = Path(cfg.output)
-    rows.assign(predicted_age=ages, unit=members[0].unit).to_csv(output, index=False)
+    listed = output.with_name(f"{output.stem}_unreadable.csv")
+    listed.unlink(missing_ok=True)
+    if len(unreadable):
+        unreadable.to_csv(listed, index=False)
+    output.unlink(missing_ok=True)
+    for start in range(0, len(rows), cfg.chunk_size):
+        chunk = rows.iloc[start : start + cfg.chunk_size]
+        ages, _ = predict_members(members, chunk, plain(cfg.tta), plain(cfg.weights))
+        chunk.assign(predicted_age=ages, unit=members[0].unit).to_csv(output, mode="a", header=start == 0, index=False)
     print(f"{len(rows)} predictions ({members[0].unit}) written to {output}")
+    if len(unreadable):
+        print(f"{len(unreadable)} unreadable image(s), listed with the reason in {listed}:")
+        for row in unreadable.head(20).itertuples():
+            print(f"  {row.image}: {row.reason}")
+        if len(unreadable) > 20:
+            print(f"  ... and {len(unreadable) - 20} more")
     return output
 
 

@@ -33,6 +33,21 @@ def read_grayscale(path: str | Path) -> np.ndarray:
     return image if image.dtype == np.uint8 else _stretch_to_uint8(image)
 
 
+def unreadable_reason(path: str | Path) -> str | None:
+    """Why the image at `path` cannot be used (None: it decodes). Decodes it fully: a truncated
+    file passes a header check."""
+    path = Path(path)
+    if not path.is_file():
+        return "file not found"
+    if path.stat().st_size == 0:
+        return "empty file"
+    try:
+        read_grayscale(path)
+    except DataError as error:
+        return str(error).removeprefix(f"Cannot read image {path}: ").removeprefix(f"Cannot read DICOM {path}: ")
+    return None
+
+
 def is_readable_image(path: Path) -> bool:
     """Cheap: reads the header only (full decoding happens in the loader)."""
     if is_dicom(path):
