@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help install train test test-fast bench stress gpu-check lint format tensorboard clean
+.PHONY: help install train test test-fast bench stress gpu-check serve lint format tensorboard clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ lint: install  ## ruff lint and format check
 format: install  ## apply ruff fixes and formatting
 	$(VENV)/bin/ruff check --fix src tests scripts
 	$(VENV)/bin/ruff format src tests scripts
+
+serve: install  ## serve a run on http://127.0.0.1:8000/ (RUN=<run dir>; default: the newest demo run of make train)
+	$(PY) -m boneage.serve run=$(or $(RUN),$(lastword $(sort $(wildcard outputs/demo/*)))) $(ARGS)
 
 tensorboard: install  ## TensorBoard over every single run and sweep
 	$(VENV)/bin/tensorboard --logdir_spec outputs:outputs,multirun:multirun

@@ -24,10 +24,19 @@ def test_bench_quick_mode_prints_its_tables_and_writes_json(tmp_path):
     assert results["mode"] == "quick" and results["overhead"]["ratio"] > 0 and results["overhead"]["plain_epoch_s"] > 0
     assert results["models"][0]["parameters_m"] > 0 and results["models"][0]["gflops"] > 0
     assert results["first_step"]["seconds"] > 0
+    serving = results["serving"]
+    assert serving["requests"] == 40 and serving["errors"] == 0 and 0 < serving["p50_ms"] <= serving["p95_ms"]
     assert [target["target"] for target in results["targets"]] == [
         "cached loader / cold loader",
         "boneage epoch / plain PyTorch epoch",
         "cached loader / training throughput",
     ]
-    for title in ("Loader throughput", "Framework overhead", "Models", "Time to the first training step", "Targets"):
+    for title in (
+        "Loader throughput",
+        "Framework overhead",
+        "Models",
+        "Time to the first training step",
+        "Serving",
+        "Targets",
+    ):
         assert title in result.stdout

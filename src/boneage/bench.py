@@ -33,6 +33,7 @@ from boneage.build import build
 from boneage.cli import hydra_command
 from boneage.records import RunRecord, environment
 from boneage.resolvers import register_resolvers
+from boneage.serving.load_test import load_test, served
 from boneage.speed import synchronize
 
 COMPARE = {">=": operator.ge, "<=": operator.le}
@@ -51,6 +52,8 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
     _print_table("3. Models", results["models"])
     results["first_step"] = time_to_first_step(list(settings.first_step_overrides), Path(cfg.paths.output_dir))
     _print_table("4. Time to the first training step", [results["first_step"]])
+    results["serving"] = measure_serving(Path(cfg.paths.output_dir) / "first_step_run", settings)
+    _print_table("5. Serving: POST /predict on 127.0.0.1 (the run trained in 4.)", [results["serving"]])
     results["targets"] = check_targets(results)
     _print_table("Targets", results["targets"])
     output = Path(cfg.paths.output_dir) / "bench.json"
@@ -282,6 +285,13 @@ def time_to_first_step(overrides: list[str], out_dir: Path) -> dict[str, Any]:
         "command": "python -m boneage.train " + " ".join(overrides),
         "seconds": round(datetime.fromisoformat(first_step).timestamp() - launched, 2),
     }
+
+
+def measure_serving(run_dir: Path, settings: DictConfig) -> dict[str, Any]:
+    """p50/p95 latency of `serve_requests` requests from `serve_concurrency` clients, one demo image each."""
+    image = Path(pd.read_csv(run_dir / "splits.csv")["image"].iloc[0]).read_bytes()  # a demo radiograph
+    with served([f"run={run_dir}"], run_dir.parent) as url:
+        return load_test(url, image, requests=settings.serve_requests, concurrency=settings.serve_concurrency)
 
 
 def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:

@@ -1,0 +1,189 @@
+"""boneage.serve: the API (FastAPI's test client), bad input, batching, a bounded load test,
+and the web page in a real headless Chromium."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import cv2
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from fastapi.testclient import TestClient
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from boneage.evaluation.inference import load_run
+from boneage.serve import build_app
+from boneage.serving.load_test import load_test, served
+from tests.conftest import TINY, cli_environment, compose_app
+
+
+def write_run(folder: Path, overrides: list[str] = ()) -> Path:
+    """A run directory as training leaves it (config, checkpoint), with an untrained tiny network:
+    the API's behaviour, not the network's accuracy, is under test here."""
+    cfg = compose_app(
+        "train", [*TINY, *overrides, "hydra.run.dir=unused", "paths.output_dir=unused", "paths.root_dir=."]
+    )
+    module = instantiate(cfg.module)
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / "checkpoints").mkdir()
+    OmegaConf.save(cfg, folder / ".hydra" / "config.yaml")
+    torch.save(
+        {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)},
+        folder / "checkpoints" / "last.ckpt",
+    )
+    return folder
+
+
+def png(size: int = 48, seed: int = 0) -> bytes:
+    image = np.random.default_rng(seed).integers(0, 255, (size, size), dtype=np.uint8)
+    return cv2.imencode(".png", image)[1].tobytes()
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("served")
+    return {"plain": write_run(root / "plain"), "sex": write_run(root / "sex", ["data.extra_inputs=[sex]"])}
+
+
+@pytest.fixture(scope="module")
+def client(runs):
+    app = build_app(compose_app("serve", [f"run={runs['plain']}", "max_upload_mb=0.01"]))
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def test_predict_answers_with_the_runs_prediction_and_identity(client, runs, tmp_path):
+    image = png()
+    answer = client.post("/predict", files={"file": ("hand.png", image)})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    (tmp_path / "hand.png").write_bytes(image)
+    expected = load_run(runs["plain"]).predict(pd.DataFrame({"image": [str(tmp_path / "hand.png")]}))[0]
+    assert body["predicted_age"] == pytest.approx(float(expected), abs=1e-4)
+    assert body["unit"] == "years" and body["image"] == "hand.png"
+    assert body["model"]["runs"] == [load_run(runs["plain"]).name] and body["model"]["checkpoints"] == ["last.ckpt"]
+    assert len(body["model"]["config_hash"][0]) == 12
+
+
+def test_health_model_openapi_and_the_page(client):
+    assert client.get("/health").json() == {"status": "ok"}
+    model = client.get("/model").json()
+    assert model["unit"] == "years" and model["inputs"] == []
+    assert {"/predict", "/predict/batch", "/health", "/model"} <= set(client.get("/openapi.json").json()["paths"])
+    page = client.get("/").text
+    assert 'id="file"' in page and "http" not in page.split("<script>")[1]  # no CDN: every asset is in the page
+
+
+@pytest.mark.parametrize(
+    ("files", "status", "error"),
+    [
+        ({"file": ("notes.png", b"just text")}, 415, "notes.png cannot be read as an image"),
+        ({"file": ("cut.png", png()[:300])}, 415, "cut.png cannot be read as an image"),
+        ({"file": ("empty.png", b"")}, 400, "empty.png is empty"),
+        ({"file": ("huge.png", png(size=400, seed=1))}, 413, "huge.png is larger than 0.01 MB"),
+        ({"image": ("hand.png", b"x")}, 422, "no image in the request"),
+    ],
+)
+def test_bad_uploads_get_a_4xx_that_says_what_to_send_and_the_server_goes_on(client, files, status, error):
+    answer = client.post("/predict", files=files)
+    assert answer.status_code == status
+    assert answer.json()["error"].startswith(error) and answer.json()["send"]
+    assert client.post("/predict", files={"file": ("hand.png", png())}).status_code == 200  # still serving
+
+
+def test_batch_predicts_the_good_images_and_names_the_bad_one(client):
+    files = [("files", ("a.png", png(seed=1))), ("files", ("bad.png", b"nope")), ("files", ("b.png", png(seed=2)))]
+    answer = client.post("/predict/batch", files=files).json()
+    assert [p["image"] for p in answer["predictions"]] == ["a.png", "bad.png", "b.png"]
+    assert "predicted_age" in answer["predictions"][0] and "predicted_age" in answer["predictions"][2]
+    assert answer["predictions"][1]["error"].startswith("bad.png cannot be read")
+
+
+def test_a_model_with_sex_as_input_needs_it_and_refuses_unknown_codes(runs):
+    app = build_app(compose_app("serve", [f"run={runs['sex']}"]))
+    with TestClient(app) as sexed:
+        assert sexed.get("/model").json()["inputs"] == ["sex"]
+        missing = sexed.post("/predict", files={"file": ("h.png", png())})
+        assert missing.status_code == 422 and missing.json()["send"] == "the form field sex=F or sex=M"
+        unknown = sexed.post("/predict", files={"file": ("h.png", png())}, data={"sex": "x"})
+        assert unknown.status_code == 422 and "unknown sex code 'x'" in unknown.json()["error"]
+        girl = sexed.post("/predict", files={"file": ("h.png", png())}, data={"sex": "female"}).json()["predicted_age"]
+        boy = sexed.post("/predict", files={"file": ("h.png", png())}, data={"sex": "M"}).json()["predicted_age"]
+        assert girl != boy
+
+
+def test_concurrent_requests_share_batches(runs):
+    app = build_app(compose_app("serve", [f"run={runs['plain']}", "max_wait_ms=200"]))
+
+    async def eight_at_once() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with (
+            app.router.lifespan_context(app),
+            httpx.AsyncClient(transport=transport, base_url="http://t") as http,
+        ):
+            answers = await asyncio.gather(
+                *(http.post("/predict", files={"file": ("h.png", png(seed=i))}) for i in range(8))
+            )
+            return [a.status_code for a in answers] + [(await http.get("/model")).json()["batches"]["largest"]]
+
+    *statuses, largest = asyncio.run(eight_at_once())
+    assert statuses == [200] * 8
+    assert largest > 1  # at least two requests ran through the network together
+
+
+@pytest.fixture(scope="module")
+def server(runs, data_dir, tmp_path_factory):
+    """`python -m boneage.serve` in its own process, as a user starts it."""
+    with served([f"run={runs['plain']}"], tmp_path_factory.mktemp("serve"), cli_environment(data_dir)) as url:
+        yield url
+
+
+@pytest.mark.slow
+def test_bounded_load_test_has_no_errors(server):
+    figures = load_test(server, png(), requests=64, concurrency=8)
+    assert figures["errors"] == 0, figures["first_errors"]
+    assert 0 < figures["p50_ms"] <= figures["p95_ms"]
+    assert httpx.get(f"{server}/model").json()["batches"]["largest"] > 1
+
+
+CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (CHROMIUM and CHROMEDRIVER),
+    reason="no system Chromium: apt-get install -y chromium chromium-driver (as .ci/run does)",
+)
+def test_the_page_in_headless_chromium_shows_the_predicted_age(server, tmp_path):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    image = tmp_path / "hand.png"
+    image.write_bytes(png(seed=5))
+    expected = httpx.post(f"{server}/predict", files={"file": ("hand.png", image.read_bytes())}).json()["predicted_age"]
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
+        options.add_argument(flag)
+    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        browser.get(server)
+        WebDriverWait(browser, 20).until(expected_conditions.text_to_be_present_in_element((By.ID, "model"), "years"))
+        browser.find_element(By.ID, "file").send_keys(str(image))
+        browser.find_element(By.ID, "predict").click()
+        WebDriverWait(browser, 30).until(
+            expected_conditions.text_to_be_present_in_element((By.ID, "result"), "Predicted age")
+        )
+        shown = browser.find_element(By.ID, "result").text
+    finally:
+        browser.quit()
+    assert shown == f"Predicted age: {expected:.2f} years"
