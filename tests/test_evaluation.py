@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from fastapi.testclient import TestClient
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -19,11 +20,14 @@ from boneage.datamodules.splits import SubjectSplit
 from boneage.datamodules.transforms import build_pipeline, preprocessing
 from boneage.errors import ConfigError, DataError
 from boneage.evaluate import evaluate
+from boneage.evaluation.ensemble import load_members
 from boneage.evaluation.inference import load_run
 from boneage.evaluation.metrics import evaluation_metrics, regression_metrics
 from boneage.evaluation.tta import tta_views
+from boneage.export import export
 from boneage.predict import predict
 from boneage.report import aggregate_folds, build_table
+from boneage.serve import build_app
 from tests.conftest import TINY, compose_app, run_cli
 from tests.test_splits import longitudinal_table
 
@@ -241,3 +245,50 @@ def test_report_aggregates_metrics_over_folds(tmp_path):
         (tmp_path / "cv" / str(fold) / "run.json").write_text(json.dumps(record))
     folds = aggregate_folds(build_table([tmp_path / "cv"]))
     assert folds.loc[0, ["val_mae_mean", "val_mae_std", "test_mae_mean", "folds"]].tolist() == [2.0, 1.0, 3.0, 3]
+
+
+@pytest.mark.slow
+def test_onnx_export_of_an_ensemble_reproduces_it_and_predict_and_serve_run_from_it(two_runs, tmp_path):
+    """The members differ in image size and CLAHE: the sidecar carries each one's preprocessing."""
+    out = export(
+        compose_app(
+            "export", [f"ensemble=[{two_runs[0]},{two_runs[1]}]", "weights=[3,1]", f"output_dir={tmp_path / 'x'}"]
+        )
+    )
+    sidecar = json.loads((out / "boneage_export.json").read_text())
+    assert sorted(p.name for p in out.iterdir()) == ["boneage_export.json", "member0.onnx", "member1.onnx"]
+    assert [m["weight"] for m in sidecar["members"]] == [0.75, 0.25]
+    assert sidecar["check"]["max_abs_difference"] <= 1e-3 and sidecar["check"]["images"] > 0
+    assert [m["settings"]["image_size"] for m in sidecar["members"]] == [32, 40]
+
+    rows = load_run(two_runs[0]).test_rows.head(6)
+    folder = tmp_path / "new"
+    folder.mkdir()
+    for path in rows["image"]:
+        shutil.copy(path, folder)
+    from_runs, from_export = tmp_path / "runs.csv", tmp_path / "export.csv"
+    predict(
+        compose_app(
+            "predict",
+            [f"ensemble=[{two_runs[0]},{two_runs[1]}]", "weights=[3,1]", f"input={folder}", f"output={from_runs}"],
+        )
+    )
+    predict(compose_app("predict", [f"run={out}", f"input={folder}", f"output={from_export}"]))
+    np.testing.assert_allclose(
+        pd.read_csv(from_export)["predicted_age"], pd.read_csv(from_runs)["predicted_age"], atol=1e-3
+    )
+
+    with TestClient(build_app(compose_app("serve", [f"run={out}"]))) as client:
+        first = sorted(folder.iterdir())[0]
+        served = client.post("/predict", files={"file": (first.name, first.read_bytes())}).json()
+        assert served["model"]["checkpoints"] == ["member0.onnx", "member1.onnx"]
+        assert served["predicted_age"] == pytest.approx(pd.read_csv(from_runs)["predicted_age"].iloc[0], abs=1e-3)
+
+
+@pytest.mark.slow
+def test_torchscript_export_reproduces_the_run(two_runs, tmp_path):
+    out = export(compose_app("export", [f"run={two_runs[0]}", "format=torchscript", f"output_dir={tmp_path / 'ts'}"]))
+    assert json.loads((out / "boneage_export.json").read_text())["check"]["max_abs_difference"] <= 1e-3
+    rows = load_run(two_runs[0]).test_rows.head(4)
+    (member,) = load_members(str(out), None, None)
+    np.testing.assert_allclose(member.predict(rows), load_run(two_runs[0]).predict(rows), atol=1e-4)

@@ -25,3 +25,7 @@ class DiskFullError(BoneageError, OSError):
 
 class TrainingError(BoneageError, RuntimeError):
     """Training cannot go on (non-finite loss, out of memory); the message says what to change."""
+
+
+class ExportError(BoneageError, RuntimeError):
+    """An exported model does not reproduce its run; the message says by how much."""

@@ -11,18 +11,22 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from boneage.errors import ConfigError
+from boneage.evaluation.exported import ExportedMember, is_export, load_export
 from boneage.evaluation.inference import TrainedRun, load_run
 from boneage.report import find_runs, run_row
 
 TOP_PREFIX = "top"
 
 
-def load_members(run: str | None, ensemble: Sequence[str] | str | None, sweep: str | None) -> list[TrainedRun]:
-    """`run=X` alone, `ensemble=[A,B,...]`, or `ensemble=topN` with `sweep=` (best N by val MAE)."""
+def load_members(
+    run: str | None, ensemble: Sequence[str] | str | None, sweep: str | None
+) -> list[TrainedRun] | list[ExportedMember]:
+    """`run=X` alone (a run, a checkpoint or an export folder), `ensemble=[A,B,...]`, or
+    `ensemble=topN` with `sweep=` (best N by val MAE)."""
     if (run is None) == (ensemble is None):
         raise ConfigError("Name either run=<run dir or checkpoint> or ensemble=[run, run, ...] (or topN).")
     if run is not None:
-        return [load_run(run)]
+        return load_export(run) if is_export(run) else [load_run(run)]
     if isinstance(ensemble, str):
         return [load_run(path) for path in best_runs(ensemble, sweep)]
     if len(ensemble) < 2:
@@ -53,7 +57,10 @@ def plain(value: Any) -> Any:
 def predict_members(
     members: Sequence[TrainedRun], rows: pd.DataFrame, tta: Sequence[str] | str, weights: Sequence[float] | None = None
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Each member's predictions (with its own preprocessing) and their weighted mean."""
+    """Each member's predictions (with its own preprocessing) and their weighted mean (an exported
+    ensemble brings its own weights)."""
+    if weights is None and all(isinstance(member, ExportedMember) for member in members):
+        weights = [member.weight for member in members]
     if weights is not None and len(weights) != len(members):
         raise ConfigError(f"weights has {len(weights)} values for {len(members)} ensemble members.")
     per_member = {member.name: member.predict(rows, tta) for member in members}

@@ -1,10 +1,16 @@
-"""Trained runs as predictors: each with its own network and its own preprocessing."""
+"""Trained runs as predictors: each with its own network and its own preprocessing.
+
+A predictor is a trained run (its checkpoint, in PyTorch) or an exported one (ONNX, with
+its sidecar); both read images the way the run was trained and average TTA views the same way.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import albumentations as A
 import numpy as np
@@ -22,6 +28,30 @@ from boneage.errors import ConfigError
 from boneage.evaluation.tta import Views, tta_views
 from boneage.modules import AgeRegressor
 from boneage.records import RunRecord
+
+PREPROCESSING = ("image_size", "clahe", "clahe_clip_limit", "clahe_tile_grid")  # preprocessing()'s arguments
+Forward = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]  # images, table inputs -> ages
+
+
+def predict_images(
+    rows: pd.DataFrame, settings: Mapping[str, Any], forward: Forward, name: str, tta: Sequence[str] | str,
+    batch_size: int = 32,
+) -> np.ndarray:  # fmt: skip
+    """Ages for the images of `rows` (column `image`) read with a run's preprocessing
+    `settings` (image_size, clahe..., augment, inputs), averaged over the TTA views."""
+    table = rows.assign(age=rows.get("age", np.nan))
+    inputs = encode_inputs(
+        table, settings["inputs"], f"the images for {name} (trained with table inputs: give a table)"
+    )
+    steps = preprocessing(*(settings[key] for key in PREPROCESSING))
+    views = Views([build_pipeline(steps, view) for view in tta_views(tta, settings["augment"]).values()])
+    loader = DataLoader(AgeImageDataset(table, views, inputs=inputs), batch_size=batch_size)
+    predictions = []
+    with torch.inference_mode():
+        for batch in loader:
+            per_view = [forward(images, batch.get("inputs")) for images in batch["image"].unbind(1)]
+            predictions.append(torch.stack(per_view).mean(0))
+    return torch.cat(predictions).numpy()
 
 
 @dataclass
@@ -43,16 +73,43 @@ class TrainedRun:
         return data.get("age_unit") or str(self.config.data.source.get("age_unit", "years"))
 
     @property
+    def inputs(self) -> list[str]:
+        """Table columns the network takes beside the image (data.extra_inputs)."""
+        return list(self.module.hparams.extra_inputs)
+
+    @property
+    def metrics(self) -> dict[str, float] | None:
+        return RunRecord(self.run_dir).read_if_readable().get("metrics")
+
+    def identity(self) -> dict[str, str]:
+        """Which run and checkpoint, and a hash of the run's config (a changed file shows)."""
+        config = (self.run_dir / ".hydra" / "config.yaml").read_bytes()
+        return {
+            "run": self.name,
+            "checkpoint": self.checkpoint.name,
+            "config_hash": hashlib.sha256(config).hexdigest()[:12],
+        }
+
+    @property
     def test_rows(self) -> pd.DataFrame:
         """The run's own held-out test subjects, as its split recorded them."""
         splits = pd.read_csv(self.run_dir / "splits.csv")
         return splits[splits["set"] == "test"].reset_index(drop=True)
 
     @property
+    def settings(self) -> dict[str, Any]:
+        """How the run reads an image (size, CLAHE), its training augmentation (for TTA) and inputs."""
+        data = self.config.data
+        return {
+            "image_size": data.image_size, "clahe": data.clahe, "clahe_clip_limit": data.clahe_clip_limit,
+            "clahe_tile_grid": data.clahe_tile_grid, "augment": OmegaConf.to_container(data.get("augment") or {}),
+            "inputs": self.inputs,
+        }  # fmt: skip
+
+    @property
     def preprocess(self) -> list[A.BasicTransform]:
         """The deterministic preprocessing the run was trained with (size, CLAHE)."""
-        data = self.config.data
-        return preprocessing(data.image_size, data.clahe, data.clahe_clip_limit, data.clahe_tile_grid)
+        return preprocessing(*(self.settings[key] for key in PREPROCESSING))
 
     @property
     def pipeline(self) -> A.Compose:
@@ -61,22 +118,7 @@ class TrainedRun:
 
     def predict(self, rows: pd.DataFrame, tta: Sequence[str] | str = "none", batch_size: int = 32) -> np.ndarray:
         """Predicted ages for the images of `rows` (column `image`), averaged over TTA views."""
-        table = rows.assign(age=rows.get("age", np.nan))
-        inputs = encode_inputs(
-            table,
-            self.module.hparams.extra_inputs,
-            f"the images for {self.name} (trained with table inputs: give a table)",
-        )
-        views = tta_views(tta, OmegaConf.to_container(self.config.data.get("augment") or {}))
-        pipelines = Views([build_pipeline(self.preprocess, view) for view in views.values()])
-        loader = DataLoader(AgeImageDataset(table, pipelines, inputs=inputs), batch_size=batch_size)
-        predictions = []
-        with torch.inference_mode():
-            for batch in loader:
-                inputs = batch.get("inputs")
-                per_view = [self.module(images, inputs) for images in batch["image"].unbind(1)]
-                predictions.append(torch.stack(per_view).mean(0))
-        return torch.cat(predictions).numpy()
+        return predict_images(rows, self.settings, self.module, self.name, tta, batch_size)
 
 
 def load_run(target: str | Path) -> TrainedRun:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,7 +10,6 @@ import pandas as pd
 
 from boneage.evaluation.ensemble import predict_members
 from boneage.evaluation.inference import TrainedRun
-from boneage.records import RunRecord
 
 
 @dataclass
@@ -30,21 +28,22 @@ class ServedModel:
     @property
     def inputs(self) -> list[str]:
         """Table inputs beside the image that some member needs (e.g. sex)."""
-        return sorted({name for member in self.members for name in member.module.hparams.extra_inputs})
+        return sorted({name for member in self.members for name in member.inputs})
 
     def identity(self) -> dict[str, Any]:
         """Which runs and checkpoints answer, and a hash of each run's config (a changed file shows)."""
+        members = [member.identity() for member in self.members]
         return {
-            "runs": [member.name for member in self.members],
-            "checkpoints": [member.checkpoint.name for member in self.members],
-            "config_hash": [_config_hash(member) for member in self.members],
+            "runs": [member["run"] for member in members],
+            "checkpoints": [member["checkpoint"] for member in members],
+            "config_hash": [member["config_hash"] for member in members],
             "tta": self.tta,
             "weights": self.weights,
         }
 
     def description(self) -> dict[str, Any]:
         """GET /model: the identity, the unit, the inputs and each run's recorded metrics."""
-        metrics = {member.name: RunRecord(member.run_dir).read_if_readable().get("metrics") for member in self.members}
+        metrics = {member.name: member.metrics for member in self.members}
         served = len(self.batch_sizes)
         return self.identity() | {
             "unit": self.unit,
@@ -58,7 +57,3 @@ class ServedModel:
         self.batch_sizes.append(len(rows))
         ages, _ = predict_members(self.members, rows.reset_index(drop=True), self.tta, self.weights)
         return [float(age) for age in ages]
-
-
-def _config_hash(member: TrainedRun) -> str:
-    return hashlib.sha256((member.run_dir / ".hydra" / "config.yaml").read_bytes()).hexdigest()[:12]

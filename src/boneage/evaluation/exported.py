@@ -1,0 +1,87 @@
+"""Exported runs as predictors: ONNX (run by ONNX Runtime) or TorchScript files, with the sidecar
+that says how each reads an image, what it needs and where it came from."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from boneage.errors import ConfigError
+from boneage.evaluation.inference import predict_images
+
+SIDECAR = "boneage_export.json"
+
+
+def is_export(target: str | Path) -> bool:
+    path = Path(target).expanduser()
+    return path.name == SIDECAR or (path / SIDECAR).is_file()
+
+
+def load_export(target: str | Path) -> list[ExportedMember]:
+    """The members of an export folder (or its sidecar), each with its network file loaded."""
+    path = Path(target).expanduser().resolve()
+    sidecar = path if path.name == SIDECAR else path / SIDECAR
+    try:
+        described = json.loads(sidecar.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ConfigError(f"run={target}: {sidecar} is not a readable boneage export ({error}).") from error
+    return [ExportedMember(sidecar.parent / entry["file"], entry) for entry in described["members"]]
+
+
+@dataclass
+class ExportedMember:
+    """One exported network; predicts exactly as its run did (same preprocessing and TTA views)."""
+
+    file: Path
+    entry: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        if not self.file.is_file():
+            raise ConfigError(f"{self.file} is missing from its export folder.")
+        if self.file.suffix == ".onnx":
+            import onnxruntime  # optional: boneage[onnx]
+
+            self._session = onnxruntime.InferenceSession(str(self.file), providers=["CPUExecutionProvider"])
+        else:
+            self._scripted = torch.jit.load(str(self.file), map_location="cpu").eval()
+
+    @property
+    def name(self) -> str:
+        return self.entry["name"]
+
+    @property
+    def unit(self) -> str:
+        return self.entry["unit"]
+
+    @property
+    def inputs(self) -> list[str]:
+        return list(self.entry["settings"]["inputs"])
+
+    @property
+    def metrics(self) -> dict[str, float] | None:
+        return self.entry.get("metrics")
+
+    @property
+    def weight(self) -> float:
+        """Its weight in the exported ensemble."""
+        return self.entry["weight"]
+
+    def identity(self) -> dict[str, str]:
+        return {"run": self.name, "checkpoint": self.file.name, "config_hash": self.entry["config_hash"]}
+
+    def predict(self, rows: pd.DataFrame, tta: Sequence[str] | str = "none", batch_size: int = 32) -> np.ndarray:
+        return predict_images(rows, self.entry["settings"], self._forward, self.name, tta, batch_size)
+
+    def _forward(self, images: torch.Tensor, inputs: torch.Tensor | None) -> torch.Tensor:
+        arguments = [images] if inputs is None else [images, inputs]
+        if self.file.suffix != ".onnx":
+            return self._scripted(*arguments)
+        feeds = {feed.name: value.numpy() for feed, value in zip(self._session.get_inputs(), arguments, strict=True)}
+        return torch.from_numpy(self._session.run(None, feeds)[0])

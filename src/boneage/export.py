@@ -1,0 +1,121 @@
+"""`python -m boneage.export run=<run> format=onnx`: a run or ensemble as portable files.
+
+Each network is written with torch.onnx (or TorchScript); the sidecar boneage_export.json
+holds what the files alone do not: how each reads an image (size, CLAHE), its training
+augmentation (for the same TTA views), its table inputs, the unit, the ensemble weights and
+where it came from. The export is checked before it is kept: on the run's own test images it
+must reproduce the PyTorch predictions within `tolerance`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+
+from boneage import __version__
+from boneage.cli import hydra_command
+from boneage.errors import ConfigError, ExportError
+from boneage.evaluation.ensemble import load_members, plain, predict_members, shared_test_rows
+from boneage.evaluation.exported import SIDECAR, load_export
+from boneage.evaluation.inference import TrainedRun
+from boneage.records import now
+from boneage.resolvers import register_resolvers, unique_dir
+
+SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
+
+
+def export(cfg: DictConfig) -> Path:
+    """Writes and checks the export of `cfg`'s run or ensemble; returns its folder."""
+    if cfg.format not in SUFFIX:
+        raise ConfigError(f"format={cfg.format!r} is not one of {list(SUFFIX)}.")
+    members = load_members(cfg.run, plain(cfg.ensemble), cfg.sweep)
+    if not all(isinstance(member, TrainedRun) for member in members):
+        raise ConfigError("export reads trained runs (their checkpoints), not an export folder.")
+    weights = np.asarray(plain(cfg.weights) or [1.0] * len(members), float)
+    weights = (weights / weights.sum()).tolist()
+    stamp = now()[:19].replace(":", "-")
+    out = Path(cfg.output_dir or unique_dir(str(members[0].run_dir / "export" / f"{cfg.format}-{stamp}")))
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        sidecar = _write_all(members, weights, out, cfg.format)
+        sidecar["check"] = _check(members, weights, out, cfg.check_images, cfg.tolerance)
+    except BaseException:
+        shutil.rmtree(out)  # a half-written export, or one that does not reproduce its run, is not left to be used
+        raise
+    (out / SIDECAR).write_text(json.dumps(sidecar, indent=2))
+    check = sidecar["check"]
+    print(f"exported {len(members)} network(s) as {cfg.format} to {out}; on {check['images']} test images the "
+          f"largest difference from PyTorch is {check['max_abs_difference']:.2e} {check['unit']}")  # fmt: skip
+    return out
+
+
+def _write_all(members: list[TrainedRun], weights: list[float], out: Path, fmt: str) -> dict[str, Any]:
+    """Every network, and the sidecar that describes them."""
+    files = [out / f"member{index}{SUFFIX[fmt]}" for index in range(len(members))]
+    entries = [
+        _write(member, file, fmt) | {"weight": weight}
+        for member, file, weight in zip(members, files, weights, strict=True)
+    ]
+    sidecar = {"boneage_version": __version__, "created_at": now(), "format": fmt, "members": entries}
+    (out / SIDECAR).write_text(json.dumps(sidecar, indent=2))
+    return sidecar
+
+
+def _write(member: TrainedRun, file: Path, fmt: str) -> dict[str, Any]:
+    """One network to `file`, with batch size free; its sidecar entry."""
+    size = member.settings["image_size"]
+    arguments = [torch.zeros(2, 3, size, size)]
+    if member.inputs:
+        arguments.append(torch.zeros(2, len(member.inputs)))
+    with torch.no_grad():
+        if fmt == "onnx":
+            batch = torch.export.Dim("batch")
+            torch.onnx.export(
+                member.module, tuple(arguments), str(file), dynamo=True, verbose=False, external_data=False,
+                input_names=["image", "inputs"][: len(arguments)], output_names=["age"],
+                dynamic_shapes=tuple({0: batch} for _ in arguments),
+            )  # fmt: skip
+        else:
+            member.module.to_torchscript(str(file), method="trace", example_inputs=tuple(arguments))
+    return {
+        "file": file.name,
+        "name": member.name,
+        "unit": member.unit,
+        "settings": member.settings,
+        "metrics": member.metrics,
+        "config_hash": member.identity()["config_hash"],
+        "source": {"run_dir": str(member.run_dir), "checkpoint": str(member.checkpoint)},
+    }
+
+
+def _check(members: list[TrainedRun], weights: list[float], out: Path, images: int, tolerance: float) -> dict[str, Any]:
+    """The exported files against PyTorch on the runs' own test images."""
+    rows = shared_test_rows(members).head(images)
+    expected, _ = predict_members(members, rows, "none", weights)
+    exported, _ = predict_members(load_export(out), rows, "none")
+    difference = float(np.abs(expected - exported).max())
+    unit = members[0].unit
+    if not difference <= tolerance:
+        raise ExportError(
+            f"the export differs from PyTorch by up to {difference:.2e} {unit} on {len(rows)} test images "
+            f"(tolerance {tolerance:g}); it was not kept. Try format=torchscript, or report the model."
+        )
+    return {"images": len(rows), "max_abs_difference": difference, "tolerance": tolerance, "unit": unit}
+
+
+register_resolvers()
+
+
+@hydra_command("export")
+def main(cfg: DictConfig) -> None:
+    export(cfg)
+
+
+if __name__ == "__main__":
+    main()
