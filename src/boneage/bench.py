@@ -317,9 +317,6 @@ def _print_table(title: str, rows: list[dict[str, Any]]) -> None:
     print(f"\n{title}\n{pd.DataFrame(rows).to_string(index=False)}", flush=True)
 
 
-register_resolvers()
-
-
 @hydra_command("bench")
 def main(cfg: DictConfig) -> None:
     bench(cfg)

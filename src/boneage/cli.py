@@ -18,6 +18,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig
 
+from boneage.resolvers import register_resolvers
+
 CONFIG_PATH = "pkg://boneage.conf"
 
 
@@ -25,6 +27,7 @@ def hydra_command(config_name: str) -> Callable[[Callable[[DictConfig], Any]], C
     """Decorator: `task(cfg)` becomes a command composing `config_name` from boneage's configs."""
 
     def decorate(task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
+        register_resolvers()  # before Hydra composes: configs use ${boneage.*:} resolvers
         hydra_main = hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=config_name)(task)
 
         @functools.wraps(task)

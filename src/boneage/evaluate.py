@@ -23,7 +23,7 @@ from boneage.evaluation.metrics import evaluation_metrics, regression_metrics
 from boneage.evaluation.plots import plot_evaluation
 from boneage.evaluation.tta import uses_tta
 from boneage.records import now
-from boneage.resolvers import register_resolvers, unique_dir
+from boneage.resolvers import unique_dir
 
 
 def evaluate(cfg: DictConfig) -> Path:
@@ -67,9 +67,6 @@ def _rows(cfg: DictConfig, members: list[TrainedRun]) -> tuple[pd.DataFrame, str
     if bad.any():
         raise DataError(describe(table[bad], cfg.data.source.path))
     return table, f"all of {cfg.data.source.path}"
-
-
-register_resolvers()
 
 
 @hydra_command("evaluate")

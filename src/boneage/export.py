@@ -25,7 +25,7 @@ from boneage.evaluation.ensemble import load_members, plain, predict_members, sh
 from boneage.evaluation.exported import SIDECAR, load_export
 from boneage.evaluation.inference import TrainedRun
 from boneage.records import now
-from boneage.resolvers import register_resolvers, unique_dir
+from boneage.resolvers import unique_dir
 
 SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
 
@@ -107,9 +107,6 @@ def _check(members: list[TrainedRun], weights: list[float], out: Path, images: i
             f"(tolerance {tolerance:g}); it was not kept. Try format=torchscript, or report the model."
         )
     return {"images": len(rows), "max_abs_difference": difference, "tolerance": tolerance, "unit": unit}
-
-
-register_resolvers()
 
 
 @hydra_command("export")

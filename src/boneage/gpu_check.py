@@ -22,7 +22,6 @@ from omegaconf import DictConfig
 
 from boneage.bench import compare_models
 from boneage.cli import hydra_command
-from boneage.resolvers import register_resolvers
 
 OOM_MESSAGE = "GPU out of memory with data.batch_size="
 
@@ -92,9 +91,6 @@ def _run(check: Check, run_dir: Path, timeout_s: float) -> dict[str, Any]:
     failed_as_expected = check.expect_failure and done.returncode != 0 and check.expect_failure in done.stderr
     ok = failed_as_expected or (not check.expect_failure and done.returncode == 0)
     return {"outcome": "ok" if ok else "FAILED", "seconds": seconds, "error": None if ok else last_lines}
-
-
-register_resolvers()
 
 
 @hydra_command("gpu_check")

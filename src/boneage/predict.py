@@ -14,7 +14,6 @@ from boneage.cli import hydra_command
 from boneage.datamodules.images import IMAGE_SUFFIXES, unreadable_reason
 from boneage.errors import DataError
 from boneage.evaluation.ensemble import load_members, plain, predict_members
-from boneage.resolvers import register_resolvers
 
 
 def images_to_predict(source: str, image_column: str = "image", image_dir: str | None = None) -> pd.DataFrame:
@@ -72,9 +71,6 @@ def predict(cfg: DictConfig) -> Path:
         if len(unreadable) > 20:
             print(f"  ... and {len(unreadable) - 20} more")
     return output
-
-
-register_resolvers()
 
 
 @hydra_command("predict")

@@ -11,7 +11,6 @@ from omegaconf import DictConfig
 
 from boneage.cli import hydra_command
 from boneage.evaluation.ensemble import load_members, plain
-from boneage.resolvers import register_resolvers
 from boneage.serving.app import create_app
 from boneage.serving.model import ServedModel
 
@@ -21,9 +20,6 @@ def build_app(cfg: DictConfig):
     members = load_members(cfg.run, plain(cfg.ensemble), cfg.sweep)
     model = ServedModel(members, plain(cfg.tta), plain(cfg.weights))
     return create_app(model, cfg.max_upload_mb, cfg.max_batch, cfg.max_wait_ms, cfg.max_batch_files)
-
-
-register_resolvers()
 
 
 @hydra_command("serve")

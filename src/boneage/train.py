@@ -36,7 +36,6 @@ from boneage.errors import ConfigError, DiskFullError, TrainingError
 from boneage.hparams import log_final_metrics, log_run_hparams
 from boneage.lifetime import PROMPT_STOP
 from boneage.records import RunRecord, environment, now
-from boneage.resolvers import register_resolvers
 from boneage.speed import measure_inference
 from boneage.summary import format_summary
 from boneage.sweep_resume import continue_sweep_job
@@ -234,9 +233,6 @@ def disk_full_explained(error: BaseException, run_dir: Path) -> BaseException:
 @rank_zero_only
 def _print(text: str) -> None:
     print(text, flush=True)
-
-
-register_resolvers()  # before Hydra composes: configs use ${boneage.*:} resolvers
 
 
 @hydra_command("train")

@@ -18,7 +18,6 @@ from boneage.checks import check_config
 from boneage.cli import hydra_command
 from boneage.errors import ConfigError
 from boneage.plots import save_figure
-from boneage.resolvers import register_resolvers
 
 FINDERS = ("lr", "batch_size")
 
@@ -72,9 +71,6 @@ def valley(lrs: Sequence[float], losses: Sequence[float]) -> float:
     start = end - longest[end] + 1
     third = (end - start) / 3
     return float(lrs[start + int(third) + int(third / 2)])
-
-
-register_resolvers()
 
 
 @hydra_command("tune")
