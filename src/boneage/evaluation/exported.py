@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime
 import pandas as pd
 import torch
 
@@ -46,8 +47,6 @@ class ExportedMember:
         if not self.file.is_file():
             raise ConfigError(f"{self.file} is missing from its export folder.")
         if self.file.suffix == ".onnx":
-            import onnxruntime  # optional: boneage[onnx]
-
             self._session = onnxruntime.InferenceSession(str(self.file), providers=["CPUExecutionProvider"])
         else:
             self._scripted = torch.jit.load(str(self.file), map_location="cpu").eval()
