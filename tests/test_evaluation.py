@@ -23,6 +23,7 @@ from boneage.evaluate import evaluate
 from boneage.evaluation.ensemble import load_members
 from boneage.evaluation.inference import load_run
 from boneage.evaluation.metrics import evaluation_metrics, regression_metrics
+from boneage.evaluation.trust import fit_trust, interval_figures
 from boneage.evaluation.tta import tta_views
 from boneage.export import export
 from boneage.predict import predict
@@ -177,6 +178,7 @@ def test_predict_on_a_folder_writes_one_row_per_image(two_runs, tmp_path):
     predict(compose_app("predict", [f"run={two_runs[0]}", f"input={folder}", f"output={output}", "chunk_size=2"]))
     table = pd.read_csv(output)
     assert len(table) == 5 and table["predicted_age"].between(0, 30).all()
+    assert (table["lower_90"] < table["predicted_age"]).all() and (table["predicted_age"] < table["upper_90"]).all()
     assert sorted(table["image"].map(lambda p: p.rsplit("/", 1)[-1])) == readable
     unreadable = pd.read_csv(tmp_path / "ages_unreadable.csv")
     assert sorted(unreadable["image"].map(lambda p: p.rsplit("/", 1)[-1])) == ["cut.png", "notes.png"]
@@ -278,11 +280,14 @@ def test_onnx_export_of_an_ensemble_reproduces_it_and_predict_and_serve_run_from
         pd.read_csv(from_export)["predicted_age"], pd.read_csv(from_runs)["predicted_age"], atol=1e-3
     )
 
+    expected = pd.read_csv(from_runs).iloc[0]
     with TestClient(build_app(compose_app("serve", [f"run={out}"]))) as client:
         first = sorted(folder.iterdir())[0]
         served = client.post("/predict", files={"file": (first.name, first.read_bytes())}).json()
         assert served["model"]["checkpoints"] == ["member0.onnx", "member1.onnx"]
-        assert served["predicted_age"] == pytest.approx(pd.read_csv(from_runs)["predicted_age"].iloc[0], abs=1e-3)
+        assert served["predicted_age"] == pytest.approx(expected["predicted_age"], abs=1e-3)
+        assert served["interval"]["level"] == 0.9  # the interval table travels in the sidecar
+        assert served["interval"]["lower"] == pytest.approx(expected["lower_90"], abs=1e-3)
 
 
 @pytest.mark.slow
@@ -292,3 +297,48 @@ def test_torchscript_export_reproduces_the_run(two_runs, tmp_path):
     rows = load_run(two_runs[0]).test_rows.head(4)
     (member,) = load_members(str(out), None, None)
     np.testing.assert_allclose(member.predict(rows), load_run(two_runs[0]).predict(rows), atol=1e-4)
+
+
+def test_conformal_intervals_cover_their_level_and_linear_calibration_undoes_a_compressed_scale():
+    rng = np.random.default_rng(0)
+    true = rng.uniform(1, 18, 4000)
+    predicted = 2.0 + 0.8 * true + rng.normal(0, 0.8, 4000)  # regression to the mean, plus noise
+    rows = pd.DataFrame({"sex": rng.choice(["F", "M"], 4000), "age": true})
+    val, test = slice(0, 2000), slice(2000, None)
+    trust = fit_trust(true[val], predicted[val], rows[val], "linear", "sex", 2.0)
+    assert (
+        trust.slope == pytest.approx(1.0 / 0.8 * 0.96, rel=0.08) and trust.intercept < 0
+    )  # true = (pred - 2) / 0.8, shrunk by noise
+    calibrated = trust.calibrated(predicted[test])
+    bins = np.floor(true[test] / 2)
+    for edge in (bins.min(), bins.max()):  # the youngest and the oldest: the bias shrinks
+        at = bins == edge
+        assert np.abs(calibrated[at] - true[test][at]).mean() < np.abs(predicted[test][at] - true[test][at]).mean()
+    for level in (0.8, 0.9, 0.95):
+        lower, upper = trust.bounds(calibrated, rows[test], level)
+        figures = interval_figures(true[test], lower, upper, {"sex": rows["sex"][test]})
+        assert figures["coverage"] == pytest.approx(level, abs=0.025)
+        assert all(group["coverage"] == pytest.approx(level, abs=0.04) for group in figures["per_sex"].values())
+
+
+@pytest.mark.slow
+def test_evaluate_reports_interval_coverage_and_calibration_before_and_after(two_runs, tmp_path):
+    out = evaluate(compose_app("evaluate", [f"run={two_runs[0]}", "calibrate=linear", f"output_dir={tmp_path / 'c'}"]))
+    metrics = json.loads((out / "metrics.json").read_text())
+    predictions = pd.read_csv(out / "predictions.csv")
+    calibration = metrics["calibration"]
+    np.testing.assert_allclose(
+        predictions["predicted"],
+        calibration["slope"] * predictions["predicted_uncalibrated"] + calibration["intercept"],
+        atol=1e-6,
+    )
+    assert {"mae_before", "mae_after", "bias_before", "bias_after"} <= set(
+        next(iter(calibration["per_age_bin"].values()))
+    )
+    assert metrics["intervals"]["calibrated_on"].endswith("validation images")
+    for level in ("80", "90", "95"):
+        inside = predictions["age"].between(predictions[f"lower_{level}"], predictions[f"upper_{level}"])
+        assert metrics["intervals"][f"{level}%"]["coverage"] == pytest.approx(inside.mean())
+    assert metrics["intervals"]["80%"]["mean_width"] < metrics["intervals"]["95%"]["mean_width"]
+    report = (out / "report.md").read_text()
+    assert "Prediction intervals (split-conformal" in report and "Linear calibration" in report

@@ -22,6 +22,8 @@ from boneage.serve import build_app
 from boneage.serving.load_test import load_test, served
 from tests.conftest import TINY, cli_environment, compose_app
 
+NO_VALIDATION = ["interval=null"]  # these runs have no validation subjects to fit intervals on
+
 
 def write_run(folder: Path, overrides: list[str] = ()) -> Path:
     """A run directory as training leaves it (config, checkpoint), with an untrained tiny network:
@@ -53,7 +55,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def client(runs):
-    app = build_app(compose_app("serve", [f"run={runs['plain']}", "max_upload_mb=0.01"]))
+    app = build_app(compose_app("serve", [f"run={runs['plain']}", "max_upload_mb=0.01", *NO_VALIDATION]))
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
 
@@ -106,7 +108,7 @@ def test_batch_predicts_the_good_images_and_names_the_bad_one(client):
 
 
 def test_a_model_with_sex_as_input_needs_it_and_refuses_unknown_codes(runs):
-    app = build_app(compose_app("serve", [f"run={runs['sex']}"]))
+    app = build_app(compose_app("serve", [f"run={runs['sex']}", *NO_VALIDATION]))
     with TestClient(app) as sexed:
         assert sexed.get("/model").json()["inputs"] == ["sex"]
         missing = sexed.post("/predict", files={"file": ("h.png", png())})
@@ -119,7 +121,7 @@ def test_a_model_with_sex_as_input_needs_it_and_refuses_unknown_codes(runs):
 
 
 def test_concurrent_requests_share_batches(runs):
-    app = build_app(compose_app("serve", [f"run={runs['plain']}", "max_wait_ms=200"]))
+    app = build_app(compose_app("serve", [f"run={runs['plain']}", "max_wait_ms=200", *NO_VALIDATION]))
 
     async def eight_at_once() -> list[int]:
         transport = httpx.ASGITransport(app=app)
@@ -140,7 +142,9 @@ def test_concurrent_requests_share_batches(runs):
 @pytest.fixture(scope="module")
 def server(runs, data_dir, tmp_path_factory):
     """`python -m boneage.serve` in its own process, as a user starts it."""
-    with served([f"run={runs['plain']}"], tmp_path_factory.mktemp("serve"), cli_environment(data_dir)) as url:
+    with served(
+        [f"run={runs['plain']}", *NO_VALIDATION], tmp_path_factory.mktemp("serve"), cli_environment(data_dir)
+    ) as url:
         yield url
 
 

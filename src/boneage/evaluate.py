@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig
@@ -21,6 +23,7 @@ from boneage.evaluation.inference import TrainedRun
 from boneage.evaluation.markdown import write_markdown
 from boneage.evaluation.metrics import evaluation_metrics, regression_metrics
 from boneage.evaluation.plots import plot_evaluation
+from boneage.evaluation.trust import Trust, interval_figures, trust_of
 from boneage.evaluation.tta import uses_tta
 from boneage.records import now
 from boneage.resolvers import unique_dir
@@ -30,8 +33,10 @@ def evaluate(cfg: DictConfig) -> Path:
     """Evaluates the run or ensemble of `cfg`; returns the folder the results went to."""
     members = load_members(cfg.run, plain(cfg.ensemble), cfg.sweep)
     rows, evaluated_on = _rows(cfg, members)
-    tta = plain(cfg.tta)
-    combined, per_member = predict_members(members, rows, tta, plain(cfg.weights))
+    tta, weights = plain(cfg.tta), plain(cfg.weights)
+    raw, per_member = predict_members(members, rows, tta, weights)
+    trust = trust_of(members, tta, weights, cfg.calibrate, cfg.intervals_by, cfg.age_bin_width)
+    combined = trust.calibrated(raw)
     predictions = rows[["image", "subject", "sex", "age"]].assign(predicted=combined, error=combined - rows["age"])
     metrics = evaluation_metrics(predictions, cfg.limits, cfg.age_bin_width, cfg.bootstrap, cfg.seed)
     metrics |= {"runs": list(per_member), "tta": tta, "unit": members[0].unit, "evaluated_on": evaluated_on}
@@ -40,12 +45,16 @@ def evaluate(cfg: DictConfig) -> Path:
         for index, values in enumerate(per_member.values()):
             predictions[f"predicted_member{index}"] = values
     if uses_tta(tta):  # the same images without TTA: does it help on this run?
-        without, _ = predict_members(members, rows, "none", plain(cfg.weights))
-        predictions["predicted_without_tta"] = without
+        without, _ = predict_members(members, rows, "none", weights)
+        predictions["predicted_without_tta"] = trust.calibrated(without)
         metrics["tta_against_none"] = {
             "with TTA": regression_metrics(rows["age"], combined),
-            "without": regression_metrics(rows["age"], without),
+            "without": regression_metrics(rows["age"], predictions["predicted_without_tta"]),
         }
+    if cfg.calibrate != "none":
+        predictions["predicted_uncalibrated"] = raw
+        metrics["calibration"] = calibration_figures(predictions, trust, cfg.age_bin_width)
+    metrics["intervals"] = _intervals(predictions, trust, cfg)
 
     out = Path(cfg.output_dir or unique_dir(str(members[0].run_dir / "evaluation" / now()[:19].replace(":", "-"))))
     out.mkdir(parents=True, exist_ok=True)
@@ -57,6 +66,35 @@ def evaluate(cfg: DictConfig) -> Path:
     print(f"MAE {image['mae']:.3f} {members[0].unit} (95% CI {image['mae_ci95'][0]:.3f}-{image['mae_ci95'][1]:.3f}), "
           f"RMSE {image['rmse']:.3f}, r {image['pearson_r']:.3f} on {image['n']} images; results in {out}")  # fmt: skip
     return out
+
+
+def calibration_figures(predictions: pd.DataFrame, trust: Trust, bin_width: float) -> dict[str, Any]:
+    """The fitted line, and MAE and bias per age bin before and after it."""
+    bins = np.floor(predictions["age"] / bin_width) * bin_width
+    per_bin = {}
+    for low, group in predictions.groupby(bins):
+        before = group["predicted_uncalibrated"] - group["age"]
+        after = group["predicted"] - group["age"]
+        per_bin[f"[{low:g}, {low + bin_width:g})"] = {
+            "n": len(group), "mae_before": float(before.abs().mean()), "mae_after": float(after.abs().mean()),
+            "bias_before": float(before.mean()), "bias_after": float(after.mean()),
+        }  # fmt: skip
+    return {"method": "linear", "slope": trust.slope, "intercept": trust.intercept, "per_age_bin": per_bin}
+
+
+def _intervals(predictions: pd.DataFrame, trust: Trust, cfg: DictConfig) -> dict[str, Any]:
+    """Each level's bounds (added to `predictions`) and their coverage and width on these images."""
+    bins = np.floor(predictions["age"] / cfg.age_bin_width) * cfg.age_bin_width
+    labels = {low: f"[{low:g}, {low + cfg.age_bin_width:g})" for low in sorted(bins.unique())}
+    age_bins = pd.Series(pd.Categorical(bins.map(labels), categories=list(labels.values())), index=predictions.index)
+    groups = {"age_bin": age_bins, "sex": predictions["sex"]}
+    figures: dict[str, Any] = {"calibrated_on": f"{len(trust.residuals)} validation images", "by": trust.by}
+    for level in cfg.intervals:
+        name = f"{round(100 * level)}"
+        lower, upper = trust.bounds(predictions["predicted"].to_numpy(), predictions, level)
+        predictions[f"lower_{name}"], predictions[f"upper_{name}"] = lower, upper
+        figures[f"{name}%"] = interval_figures(predictions["age"].to_numpy(), lower, upper, groups)
+    return figures
 
 
 def _rows(cfg: DictConfig, members: list[TrainedRun]) -> tuple[pd.DataFrame, str]:

@@ -24,6 +24,7 @@ from boneage.errors import ConfigError, ExportError
 from boneage.evaluation.ensemble import load_members, plain, predict_members, shared_test_rows
 from boneage.evaluation.exported import SIDECAR, load_export
 from boneage.evaluation.inference import TrainedRun
+from boneage.evaluation.trust import trust_of
 from boneage.records import now
 from boneage.resolvers import unique_dir
 
@@ -44,6 +45,10 @@ def export(cfg: DictConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     try:
         sidecar = _write_all(members, weights, out, cfg.format)
+        sidecar["trust"] = trust_of(
+            members, "none", weights, cfg.calibrate, cfg.intervals_by, cfg.age_bin_width
+        ).as_dict()
+        (out / SIDECAR).write_text(json.dumps(sidecar, indent=2))  # the check loads the export as a user would
         sidecar["check"] = _check(members, weights, out, cfg.check_images, cfg.tolerance)
     except BaseException:
         shutil.rmtree(out)  # a half-written export, or one that does not reproduce its run, is not left to be used
@@ -62,9 +67,7 @@ def _write_all(members: list[TrainedRun], weights: list[float], out: Path, fmt: 
         _write(member, file, fmt) | {"weight": weight}
         for member, file, weight in zip(members, files, weights, strict=True)
     ]
-    sidecar = {"boneage_version": __version__, "created_at": now(), "format": fmt, "members": entries}
-    (out / SIDECAR).write_text(json.dumps(sidecar, indent=2))
-    return sidecar
+    return {"boneage_version": __version__, "created_at": now(), "format": fmt, "members": entries}
 
 
 def _write(member: TrainedRun, file: Path, fmt: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from boneage.cli import hydra_command
 from boneage.datamodules.images import IMAGE_SUFFIXES, unreadable_reason
 from boneage.errors import DataError
 from boneage.evaluation.ensemble import load_members, plain, predict_members
+from boneage.evaluation.trust import trust_of
 
 
 def images_to_predict(source: str, image_column: str = "image", image_dir: str | None = None) -> pd.DataFrame:
@@ -48,7 +49,9 @@ def set_aside_unreadable(rows: pd.DataFrame, stop_at_first: bool) -> tuple[pd.Da
 
 def predict(cfg: DictConfig) -> Path:
     """Predicts chunk by chunk, appending to the output as it goes: an interruption keeps what
-    was done. Unreadable images are listed in `<output>_unreadable.csv`, not fatal."""
+    was done. Unreadable images are listed in `<output>_unreadable.csv`, not fatal. Each age
+    comes with its conformal intervals (and the linear calibration if asked), fitted on the
+    run's validation subjects."""
     members = load_members(cfg.run, plain(cfg.ensemble), cfg.sweep)
     rows, unreadable = set_aside_unreadable(
         images_to_predict(cfg.input, cfg.image_column, cfg.image_dir), cfg.on_unreadable == "stop"
@@ -59,10 +62,18 @@ def predict(cfg: DictConfig) -> Path:
     if len(unreadable):
         unreadable.to_csv(listed, index=False)
     output.unlink(missing_ok=True)
+    tta, weights = plain(cfg.tta), plain(cfg.weights)
+    trust = trust_of(members, tta, weights, cfg.calibrate, cfg.intervals_by, cfg.age_bin_width)
     for start in range(0, len(rows), cfg.chunk_size):
         chunk = rows.iloc[start : start + cfg.chunk_size]
-        ages, _ = predict_members(members, chunk, plain(cfg.tta), plain(cfg.weights))
-        chunk.assign(predicted_age=ages, unit=members[0].unit).to_csv(output, mode="a", header=start == 0, index=False)
+        raw, _ = predict_members(members, chunk, tta, weights)
+        ages = trust.calibrated(raw)
+        written = chunk.assign(predicted_age=ages, unit=members[0].unit)
+        for level in cfg.intervals:
+            written[f"lower_{round(100 * level)}"], written[f"upper_{round(100 * level)}"] = trust.bounds(
+                ages, chunk, level
+            )
+        written.to_csv(output, mode="a", header=start == 0, index=False)
     print(f"{len(rows)} predictions ({members[0].unit}) written to {output}")
     if len(unreadable):
         print(f"{len(unreadable)} unreadable image(s), listed with the reason in {listed}:")

@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from boneage.cli import hydra_command
 from boneage.evaluation.ensemble import load_members, plain
+from boneage.evaluation.trust import trust_of
 from boneage.serving.app import create_app
 from boneage.serving.model import ServedModel
 
@@ -18,7 +19,10 @@ from boneage.serving.model import ServedModel
 def build_app(cfg: DictConfig):
     """The app for the run or ensemble of `cfg`, with its limits and batching."""
     members = load_members(cfg.run, plain(cfg.ensemble), cfg.sweep)
-    model = ServedModel(members, plain(cfg.tta), plain(cfg.weights))
+    tta, weights = plain(cfg.tta), plain(cfg.weights)
+    fitted = cfg.interval or cfg.calibrate != "none"
+    trust = trust_of(members, tta, weights, cfg.calibrate, cfg.intervals_by, cfg.age_bin_width) if fitted else None
+    model = ServedModel(members, tta, weights, trust, cfg.interval)
     return create_app(model, cfg.max_upload_mb, cfg.max_batch, cfg.max_wait_ms, cfg.max_batch_files)
 
 

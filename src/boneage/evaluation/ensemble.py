@@ -69,12 +69,17 @@ def predict_members(
 
 
 def shared_test_rows(members: Sequence[TrainedRun]) -> pd.DataFrame:
-    """The test subjects all members held out; members trained on other splits cannot be compared."""
-    rows = members[0].test_rows
+    return shared_rows(members, "test")
+
+
+def shared_rows(members: Sequence[TrainedRun], subset: str) -> pd.DataFrame:
+    """The subjects of `subset` (val, test) in every member's split; members trained on other
+    splits cannot be compared."""
+    rows = members[0].rows_of(subset)
     for member in members[1:]:
-        if set(member.test_rows["image"]) != set(rows["image"]):
+        if set(member.rows_of(subset)["image"]) != set(rows["image"]):
             raise ConfigError(
-                f"{member.name} was tested on other images than {members[0].name}: ensemble runs must share "
+                f"{member.name} has other {subset} images than {members[0].name}: ensemble runs must share "
                 "the data and split (data.split.seed), or evaluate them on a table with data=table ..."
             )
     return rows

@@ -33,7 +33,7 @@ def load_export(target: str | Path) -> list[ExportedMember]:
         described = json.loads(sidecar.read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise ConfigError(f"run={target}: {sidecar} is not a readable boneage export ({error}).") from error
-    return [ExportedMember(sidecar.parent / entry["file"], entry) for entry in described["members"]]
+    return [ExportedMember(sidecar.parent / entry["file"], entry, described["trust"]) for entry in described["members"]]
 
 
 @dataclass
@@ -42,6 +42,7 @@ class ExportedMember:
 
     file: Path
     entry: dict[str, Any]
+    trust: dict[str, Any]  # the export's calibration and interval table (evaluation.trust.Trust)
 
     def __post_init__(self) -> None:
         if not self.file.is_file():

@@ -93,8 +93,12 @@ class TrainedRun:
     @property
     def test_rows(self) -> pd.DataFrame:
         """The run's own held-out test subjects, as its split recorded them."""
+        return self.rows_of("test")
+
+    def rows_of(self, subset: str) -> pd.DataFrame:
+        """The images of one set of the run's split (train, val, test), as splits.csv recorded them."""
         splits = pd.read_csv(self.run_dir / "splits.csv")
-        return splits[splits["set"] == "test"].reset_index(drop=True)
+        return splits[splits["set"] == subset].reset_index(drop=True)
 
     @property
     def settings(self) -> dict[str, Any]:

@@ -35,12 +35,44 @@ def write_markdown(metrics: Mapping[str, Any], plots: Sequence[Path], path: Path
         lines += ["", "## Ensemble against its members (same images)", "", "| model | MAE | RMSE | Pearson r |"]
         lines += ["|---|---|---|---|", _member_row("ensemble", metrics["image"])]
         lines += [_member_row(name, figures) for name, figures in metrics["members"].items()]
+    lines += _interval_lines(metrics["intervals"], unit)
+    if "calibration" in metrics:
+        lines += _calibration_lines(metrics["calibration"])
     if "tta_against_none" in metrics:
         lines += ["", f"## Test-time augmentation ({metrics['tta']}) against none (same images)", ""]
         lines += ["| predictions | MAE | RMSE | Pearson r |", "|---|---|---|---|"]
         lines += [_member_row(name, figures) for name, figures in metrics["tta_against_none"].items()]
     lines += ["", "## Figures", ""] + [f"![{plot.stem}]({plot.name})" for plot in plots]
     path.write_text("\n".join(lines) + "\n")
+
+
+def _interval_lines(intervals: Mapping[str, Any], unit: str) -> list[str]:
+    levels = [key for key in intervals if key.endswith("%")]
+    if not levels:
+        return []
+    grouped = f", one table per {intervals['by']}" if intervals["by"] else ""
+    lines = ["", f"## Prediction intervals (split-conformal, calibrated on {intervals['calibrated_on']}{grouped})", ""]
+    lines += [f"| level | coverage | mean width ({unit}) |", "|---|---|---|"]
+    for level in levels:
+        lines.append(f"| {level} | {_fmt(intervals[level]['coverage'])} | {_fmt(intervals[level]['mean_width'])} |")
+    for group in ("per_age_bin", "per_sex"):
+        rows = {name: figures for level in levels for name, figures in intervals[level].get(group, {}).items()}
+        if rows:
+            lines += ["", f"Coverage {group.replace('_', ' ')}: " + "; ".join(
+                f"{level} " + ", ".join(f"{name} {_fmt(f['coverage'])}" for name, f in intervals[level][group].items())
+                for level in levels
+            )]  # fmt: skip
+    return lines
+
+
+def _calibration_lines(calibration: Mapping[str, Any]) -> list[str]:
+    line = f"true = {calibration['slope']:.3f} x predicted + {calibration['intercept']:.3f}"
+    lines = ["", f"## Linear calibration ({line}, fitted on the validation subjects)", ""]
+    lines += ["| age bin | images | MAE before | MAE after | bias before | bias after |", "|---|---|---|---|---|---|"]
+    for name, v in calibration["per_age_bin"].items():
+        figures = " | ".join(_fmt(v[key]) for key in ("mae_before", "mae_after", "bias_before", "bias_after"))
+        lines.append(f"| {name} | {v['n']} | {figures} |")
+    return lines
 
 
 def _member_row(name: str, figures: Mapping[str, float]) -> str:

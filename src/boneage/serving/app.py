@@ -145,8 +145,8 @@ def create_app(model: ServedModel, max_upload_mb: float = 50, max_batch: int = 1
             path.write_bytes(data)
             if reason := unreadable_reason(path):
                 raise ApiError(415, f"{name} cannot be read as an image: {reason}", IMAGE_HINT)
-            age = await batcher.submit({"image": str(path), **inputs})
-        return {"image": name, "predicted_age": age, "unit": model.unit, "model": model.identity()}
+            answer = await batcher.submit({"image": str(path), **inputs})
+        return {"image": name, **answer, "unit": model.unit, "model": model.identity()}
 
     return app
 

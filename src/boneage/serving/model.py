@@ -10,15 +10,19 @@ import pandas as pd
 
 from boneage.evaluation.ensemble import predict_members
 from boneage.evaluation.inference import TrainedRun
+from boneage.evaluation.trust import Trust
 
 
 @dataclass
 class ServedModel:
-    """Members predicting together (weighted mean), with the TTA the server was started with."""
+    """Members predicting together (weighted mean), with the TTA the server was started with, and
+    the calibration and interval table fitted on their validation subjects (`trust`)."""
 
     members: Sequence[TrainedRun]
     tta: Sequence[str] | str = "none"
     weights: Sequence[float] | None = None
+    trust: Trust | None = None
+    interval_level: float | None = None  # the interval given with each prediction (needs `trust`)
     batch_sizes: list[int] = field(default_factory=list)  # every batch the network ran, for /model
 
     @property
@@ -52,8 +56,16 @@ class ServedModel:
             "batches": {"run": served, "largest": max(self.batch_sizes, default=0)},
         }
 
-    def predict(self, rows: pd.DataFrame) -> list[float]:
-        """Ages for the images of `rows` (column image: a readable file; plus the inputs)."""
+    def predict(self, rows: pd.DataFrame) -> list[dict[str, Any]]:
+        """Each image's age (calibrated where the server was started with calibrate=linear) and,
+        with an interval level, its conformal interval. `rows`: column image, plus the inputs."""
         self.batch_sizes.append(len(rows))
-        ages, _ = predict_members(self.members, rows.reset_index(drop=True), self.tta, self.weights)
-        return [float(age) for age in ages]
+        rows = rows.reset_index(drop=True)
+        raw, _ = predict_members(self.members, rows, self.tta, self.weights)
+        ages = self.trust.calibrated(raw) if self.trust else raw
+        answers = [{"predicted_age": float(age)} for age in ages]
+        if self.trust and self.interval_level:
+            lower, upper = self.trust.bounds(ages, rows, self.interval_level)
+            for answer, low, high in zip(answers, lower, upper, strict=True):
+                answer["interval"] = {"level": self.interval_level, "lower": float(low), "upper": float(high)}
+        return answers

@@ -1,0 +1,123 @@
+"""What a clinician needs beside the predicted age: a bias correction and an interval with a
+coverage guarantee, both fitted on the run's validation subjects (never its test subjects).
+
+- Calibration (`calibrate=linear`): true age regressed on predicted age, the fix for
+  regression to the mean (the youngest predicted too old, the oldest too young).
+- Intervals: split-conformal (crepes' ConformalRegressor, a well-kept implementation of the
+  method) on the calibrated predictions' residuals; with `intervals_by` they are Mondrian,
+  one residual table per sex or per predicted-age bin, so each group gets its own coverage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from crepes import ConformalRegressor
+
+from boneage.errors import ConfigError
+from boneage.evaluation.ensemble import predict_members, shared_rows
+from boneage.evaluation.exported import ExportedMember
+
+CALIBRATIONS = ("none", "linear")
+GROUPINGS = (None, "sex", "age_bin")
+
+
+@dataclass
+class Trust:
+    """The fitted correction and residual table, as plain numbers (stored with exports)."""
+
+    slope: float
+    intercept: float
+    residuals: list[float]  # true - calibrated prediction, on the calibration images
+    groups: list[str] | None  # their Mondrian group, or None
+    by: str | None
+    bin_width: float
+
+    def calibrated(self, predicted: np.ndarray) -> np.ndarray:
+        return self.slope * np.asarray(predicted, float) + self.intercept
+
+    def bounds(self, predicted: np.ndarray, rows: pd.DataFrame, level: float) -> tuple[np.ndarray, np.ndarray]:
+        """The `level` interval around each calibrated prediction."""
+        regressor = ConformalRegressor()
+        regressor.fit(np.asarray(self.residuals), bins=None if self.groups is None else np.asarray(self.groups))
+        groups = group_of(rows, predicted, self.by, self.bin_width)
+        interval = regressor.predict_int(np.asarray(predicted, float), bins=groups, confidence=level)
+        return interval[:, 0], interval[:, 1]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def fit_trust(
+    true: Sequence[float],
+    predicted: Sequence[float],
+    rows: pd.DataFrame,
+    calibrate: str,
+    by: str | None,
+    bin_width: float,
+) -> Trust:
+    """Calibration and residual table from the validation subjects' true and predicted ages."""
+    if calibrate not in CALIBRATIONS:
+        raise ConfigError(f"calibrate={calibrate!r} is not one of {list(CALIBRATIONS)}.")
+    if by not in GROUPINGS:
+        raise ConfigError(f"intervals_by={by!r} is not one of {list(GROUPINGS)}.")
+    true, predicted = np.asarray(true, float), np.asarray(predicted, float)
+    slope, intercept = np.polyfit(predicted, true, 1) if calibrate == "linear" else (1.0, 0.0)
+    trust = Trust(float(slope), float(intercept), [], None, by, bin_width)
+    calibrated = trust.calibrated(predicted)
+    trust.residuals = (true - calibrated).tolist()
+    groups = group_of(rows, calibrated, by, bin_width)
+    trust.groups = None if groups is None else groups.tolist()
+    return trust
+
+
+def trust_of(
+    members: Sequence[Any], tta: Sequence[str] | str, weights: Sequence[float] | None, calibrate: str,
+    by: str | None, bin_width: float,
+) -> Trust:  # fmt: skip
+    """Fitted on the members' shared validation subjects, predicted as they will be (same TTA and
+    weights); an export brings the one it was written with."""
+    if all(isinstance(member, ExportedMember) for member in members):
+        return Trust(**members[0].trust)
+    rows = shared_rows(members, "val")
+    predicted, _ = predict_members(members, rows, tta, weights)
+    return fit_trust(rows["age"], predicted, rows, calibrate, by, bin_width)
+
+
+def group_of(rows: pd.DataFrame, predicted: np.ndarray, by: str | None, bin_width: float) -> np.ndarray | None:
+    """Each image's Mondrian group: its sex, or the bin of its predicted age (the true one is unknown)."""
+    if by is None:
+        return None
+    if by == "sex":
+        if "sex" not in rows or rows["sex"].isna().any():
+            raise ConfigError("intervals_by=sex needs the sex of every image (a table with a sex column).")
+        return rows["sex"].astype(str).to_numpy()
+    return (np.floor(np.asarray(predicted, float) / bin_width) * bin_width).astype(str)
+
+
+def interval_figures(
+    true: np.ndarray, lower: np.ndarray, upper: np.ndarray, by: dict[str, pd.Series]
+) -> dict[str, Any]:
+    """Empirical coverage and mean width, overall and per group (age bin, sex)."""
+    covered = (true >= lower) & (true <= upper)
+    width = upper - lower
+    figures: dict[str, Any] = {"coverage": float(covered.mean()), "mean_width": float(width.mean()), "n": len(true)}
+    for name, groups in by.items():
+        figures[f"per_{name}"] = {
+            str(group): {
+                "coverage": float(covered[index].mean()),
+                "mean_width": float(width[index].mean()),
+                "n": int(index.sum()),
+            }
+            for group in (
+                groups.cat.categories
+                if isinstance(groups.dtype, pd.CategoricalDtype)
+                else sorted(groups.dropna().unique())
+            )
+            if (index := (groups == group).to_numpy()).any()
+        }
+    return figures
