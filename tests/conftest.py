@@ -10,10 +10,12 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from boneage.resolvers import register_resolvers
 
@@ -122,3 +124,18 @@ def wait_until_gone(folder: Path, seconds: float = 15) -> list[int]:
 
 def cli_environment(data_dir: Path) -> dict[str, str]:
     return os.environ | {"BONEAGE_DATA_DIR": str(data_dir), "HYDRA_FULL_ERROR": "0", "PYTHONPATH": str(ROOT)}
+
+
+def write_run(folder: Path, overrides: list[str] = ()) -> Path:
+    """A run directory as training leaves it (config, checkpoint) with an untrained network: for
+    tests of what is done with a run (serving, heat maps), not of how well it predicts."""
+    cfg = compose_app("train", [*TINY, *overrides])
+    module = instantiate(cfg.module)
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / "checkpoints").mkdir()
+    OmegaConf.save(cfg, folder / ".hydra" / "config.yaml")
+    torch.save(
+        {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)},
+        folder / "checkpoints" / "last.ckpt",
+    )
+    return folder

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import albumentations as A
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -23,6 +24,7 @@ from boneage.evaluate import evaluate
 from boneage.evaluation.ensemble import load_members
 from boneage.evaluation.inference import load_run
 from boneage.evaluation.metrics import evaluation_metrics, regression_metrics
+from boneage.evaluation.ood import fit_feature_distance
 from boneage.evaluation.trust import fit_trust, interval_figures
 from boneage.evaluation.tta import tta_views
 from boneage.export import export
@@ -90,7 +92,7 @@ def test_evaluating_a_run_reproduces_the_test_mae_of_training(two_runs, tmp_path
     assert metrics["image"]["mae"] == pytest.approx(logged, abs=1e-4)
     predictions = pd.read_csv(out / "predictions.csv")
     assert len(predictions) == metrics["image"]["n"] and set(predictions) >= {"subject", "age", "predicted", "error"}
-    for name in ("report.md", "predicted_vs_true.png", "bland_altman.png", "mae_per_age_bin.png"):
+    for name in ("report.md", "predicted_vs_true.png", "bland_altman.png", "mae_per_age_bin.png", "heatmaps.png"):
         assert (out / name).is_file(), name
     assert "per subject" in (out / "report.md").read_text()
 
@@ -175,7 +177,12 @@ def test_predict_on_a_folder_writes_one_row_per_image(two_runs, tmp_path):
     (folder / "notes.png").write_text("not an image")
     (folder / "cut.png").write_bytes((folder / readable[0]).read_bytes()[:600])  # a truncated copy
     output = tmp_path / "ages.csv"
-    predict(compose_app("predict", [f"run={two_runs[0]}", f"input={folder}", f"output={output}", "chunk_size=2"]))
+    predict(
+        compose_app(
+            "predict", [f"run={two_runs[0]}", f"input={folder}", f"output={output}", "chunk_size=2", "explain=true"]
+        )
+    )
+    assert sorted(p.name for p in (tmp_path / "ages_heatmaps").iterdir()) == readable  # one Grad-CAM overlay each
     table = pd.read_csv(output)
     assert len(table) == 5 and table["predicted_age"].between(0, 30).all()
     assert (table["lower_90"] < table["predicted_age"]).all() and (table["predicted_age"] < table["upper_90"]).all()
@@ -342,3 +349,38 @@ def test_evaluate_reports_interval_coverage_and_calibration_before_and_after(two
     assert metrics["intervals"]["80%"]["mean_width"] < metrics["intervals"]["95%"]["mean_width"]
     report = (out / "report.md").read_text()
     assert "Prediction intervals (split-conformal" in report and "Linear calibration" in report
+
+
+def test_feature_distance_flags_about_its_quantile_of_familiar_images_and_all_strange_ones():
+    rng = np.random.default_rng(0)
+    familiar = rng.normal(0, 1, (600, 16)) + 5.0  # features of images like the validation images
+    distance = fit_feature_distance(familiar[:300], quantile=0.95)
+    _, flags = distance.flags(familiar[300:])
+    assert flags.mean() == pytest.approx(0.05, abs=0.04)
+    scores, strange = distance.flags(rng.normal(0, 1, (20, 16)) - 5.0)  # pointing elsewhere
+    assert strange.all() and scores.min() > distance.threshold
+
+
+@pytest.mark.slow
+def test_predict_and_evaluate_flag_an_image_unlike_the_hands(two_runs, tmp_path):
+    folder = tmp_path / "new"
+    folder.mkdir()
+    for path in load_run(two_runs[0]).test_rows["image"].head(8):
+        shutil.copy(path, folder)
+    checkerboard = np.kron((np.indices((8, 8)).sum(0) % 2) * 255, np.ones((8, 8))).astype(np.uint8)
+    cv2.imwrite(str(folder / "zz_checkerboard.png"), checkerboard)
+    output = tmp_path / "ages.csv"
+    predict(compose_app("predict", [f"run={two_runs[0]}", f"input={folder}", f"output={output}"]))
+    table = pd.read_csv(output)
+    strange = table["image"].str.endswith("zz_checkerboard.png")
+    assert table.loc[strange, "ood_flag"].all()
+    assert table.loc[strange, "ood_score"].iloc[0] > table.loc[~strange, "ood_score"].max()
+
+    metrics = json.loads(
+        (
+            evaluate(compose_app("evaluate", [f"run={two_runs[0]}", f"output_dir={tmp_path / 'e'}"])) / "metrics.json"
+        ).read_text()
+    )
+    ood = metrics["out_of_distribution"]
+    assert ood["quantile"] == 0.99 and ood["flagged"] == round(ood["share"] * metrics["image"]["n"])
+    assert "ood_flag" in pd.read_csv(tmp_path / "e" / "predictions.csv")

@@ -12,34 +12,14 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from fastapi.testclient import TestClient
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from boneage.evaluation.inference import load_run
 from boneage.serve import build_app
 from boneage.serving.load_test import load_test, served
-from tests.conftest import TINY, cli_environment, compose_app
+from tests.conftest import cli_environment, compose_app, write_run
 
-NO_VALIDATION = ["interval=null"]  # these runs have no validation subjects to fit intervals on
-
-
-def write_run(folder: Path, overrides: list[str] = ()) -> Path:
-    """A run directory as training leaves it (config, checkpoint), with an untrained tiny network:
-    the API's behaviour, not the network's accuracy, is under test here."""
-    cfg = compose_app(
-        "train", [*TINY, *overrides, "hydra.run.dir=unused", "paths.output_dir=unused", "paths.root_dir=."]
-    )
-    module = instantiate(cfg.module)
-    (folder / ".hydra").mkdir(parents=True)
-    (folder / "checkpoints").mkdir()
-    OmegaConf.save(cfg, folder / ".hydra" / "config.yaml")
-    torch.save(
-        {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)},
-        folder / "checkpoints" / "last.ckpt",
-    )
-    return folder
+NO_VALIDATION = ["interval=null", "ood_quantile=null"]  # these runs have no validation subjects to fit intervals on
 
 
 def png(size: int = 48, seed: int = 0) -> bytes:

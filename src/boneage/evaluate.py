@@ -19,9 +19,11 @@ from boneage.cli import hydra_command
 from boneage.datamodules.validation import describe
 from boneage.errors import DataError
 from boneage.evaluation.ensemble import load_members, plain, predict_members, shared_test_rows
+from boneage.evaluation.heatmaps import heat_map_grid
 from boneage.evaluation.inference import TrainedRun
 from boneage.evaluation.markdown import write_markdown
 from boneage.evaluation.metrics import evaluation_metrics, regression_metrics
+from boneage.evaluation.ood import FeatureDistance, ood_of
 from boneage.evaluation.plots import plot_evaluation
 from boneage.evaluation.trust import Trust, interval_figures, trust_of
 from boneage.evaluation.tta import uses_tta
@@ -55,17 +57,36 @@ def evaluate(cfg: DictConfig) -> Path:
         predictions["predicted_uncalibrated"] = raw
         metrics["calibration"] = calibration_figures(predictions, trust, cfg.age_bin_width)
     metrics["intervals"] = _intervals(predictions, trust, cfg)
+    if (ood := ood_of(members, cfg.ood_quantile)) is not None:
+        predictions["ood_score"], predictions["ood_flag"] = ood.flags(members[0].features(rows))
+        metrics["out_of_distribution"] = ood_figures(predictions, ood)
 
     out = Path(cfg.output_dir or unique_dir(str(members[0].run_dir / "evaluation" / now()[:19].replace(":", "-"))))
     out.mkdir(parents=True, exist_ok=True)
     predictions.to_csv(out / "predictions.csv", index=False)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     plots = plot_evaluation(predictions, metrics["mae_per_age_bin"], members[0].unit, out)
+    if cfg.heatmaps and isinstance(members[0], TrainedRun):
+        plots.append(heat_map_grid(members[0], predictions, cfg.age_bin_width, out / "heatmaps.png"))
     write_markdown(metrics, plots, out / "report.md")
     image = metrics["image"]
     print(f"MAE {image['mae']:.3f} {members[0].unit} (95% CI {image['mae_ci95'][0]:.3f}-{image['mae_ci95'][1]:.3f}), "
           f"RMSE {image['rmse']:.3f}, r {image['pearson_r']:.3f} on {image['n']} images; results in {out}")  # fmt: skip
     return out
+
+
+def ood_figures(predictions: pd.DataFrame, ood: FeatureDistance) -> dict[str, Any]:
+    """How many images are flagged, and their MAE against the rest's."""
+    flagged = predictions["ood_flag"].astype(bool)
+    error = predictions["error"].abs()
+    return {
+        "threshold": ood.threshold,
+        "quantile": ood.quantile,
+        "flagged": int(flagged.sum()),
+        "share": float(flagged.mean()),
+        "mae_flagged": float(error[flagged].mean()) if flagged.any() else None,
+        "mae_rest": float(error[~flagged].mean()),
+    }
 
 
 def calibration_figures(predictions: pd.DataFrame, trust: Trust, bin_width: float) -> dict[str, Any]:

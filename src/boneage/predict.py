@@ -12,8 +12,11 @@ from omegaconf import DictConfig
 
 from boneage.cli import hydra_command
 from boneage.datamodules.images import IMAGE_SUFFIXES, unreadable_reason
-from boneage.errors import DataError
+from boneage.errors import ConfigError, DataError
 from boneage.evaluation.ensemble import load_members, plain, predict_members
+from boneage.evaluation.heatmaps import write_heat_maps
+from boneage.evaluation.inference import TrainedRun
+from boneage.evaluation.ood import ood_of
 from boneage.evaluation.trust import trust_of
 
 
@@ -56,6 +59,8 @@ def predict(cfg: DictConfig) -> Path:
     rows, unreadable = set_aside_unreadable(
         images_to_predict(cfg.input, cfg.image_column, cfg.image_dir), cfg.on_unreadable == "stop"
     )
+    if cfg.explain and not isinstance(members[0], TrainedRun):
+        raise ConfigError("explain=true needs a trained run (its PyTorch network for Grad-CAM), not an export.")
     output = Path(cfg.output)
     listed = output.with_name(f"{output.stem}_unreadable.csv")
     listed.unlink(missing_ok=True)
@@ -64,6 +69,7 @@ def predict(cfg: DictConfig) -> Path:
     output.unlink(missing_ok=True)
     tta, weights = plain(cfg.tta), plain(cfg.weights)
     trust = trust_of(members, tta, weights, cfg.calibrate, cfg.intervals_by, cfg.age_bin_width)
+    ood = ood_of(members, cfg.ood_quantile)
     for start in range(0, len(rows), cfg.chunk_size):
         chunk = rows.iloc[start : start + cfg.chunk_size]
         raw, _ = predict_members(members, chunk, tta, weights)
@@ -73,6 +79,10 @@ def predict(cfg: DictConfig) -> Path:
             written[f"lower_{round(100 * level)}"], written[f"upper_{round(100 * level)}"] = trust.bounds(
                 ages, chunk, level
             )
+        if ood is not None:
+            written["ood_score"], written["ood_flag"] = ood.flags(members[0].features(chunk))
+        if cfg.explain:
+            write_heat_maps(members[0], chunk, output.with_name(f"{output.stem}_heatmaps"))
         written.to_csv(output, mode="a", header=start == 0, index=False)
     print(f"{len(rows)} predictions ({members[0].unit}) written to {output}")
     if len(unreadable):

@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from boneage.cli import hydra_command
 from boneage.evaluation.ensemble import load_members, plain
+from boneage.evaluation.ood import ood_of
 from boneage.evaluation.trust import trust_of
 from boneage.serving.app import create_app
 from boneage.serving.model import ServedModel
@@ -22,7 +23,7 @@ def build_app(cfg: DictConfig):
     tta, weights = plain(cfg.tta), plain(cfg.weights)
     fitted = cfg.interval or cfg.calibrate != "none"
     trust = trust_of(members, tta, weights, cfg.calibrate, cfg.intervals_by, cfg.age_bin_width) if fitted else None
-    model = ServedModel(members, tta, weights, trust, cfg.interval)
+    model = ServedModel(members, tta, weights, trust, cfg.interval, ood_of(members, cfg.ood_quantile))
     return create_app(model, cfg.max_upload_mb, cfg.max_batch, cfg.max_wait_ms, cfg.max_batch_files)
 
 

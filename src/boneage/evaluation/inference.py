@@ -124,6 +124,12 @@ class TrainedRun:
         """Predicted ages for the images of `rows` (column `image`), averaged over TTA views."""
         return predict_images(rows, self.settings, self.module, self.name, tta, batch_size)
 
+    def features(self, rows: pd.DataFrame, batch_size: int = 32) -> np.ndarray:
+        """The backbone's pooled features of each image (what out-of-distribution flags compare)."""
+        return predict_images(
+            rows, self.settings, lambda images, _: self.module.backbone(images), self.name, "none", batch_size
+        )
+
 
 def load_run(target: str | Path) -> TrainedRun:
     """A run directory (its best checkpoint) or a checkpoint inside a run directory."""

@@ -38,6 +38,11 @@ def write_markdown(metrics: Mapping[str, Any], plots: Sequence[Path], path: Path
     lines += _interval_lines(metrics["intervals"], unit)
     if "calibration" in metrics:
         lines += _calibration_lines(metrics["calibration"])
+    if ood := metrics.get("out_of_distribution"):
+        rest = f"MAE {_fmt(ood['mae_flagged'])} against {_fmt(ood['mae_rest'])} for the rest" if ood["flagged"] else ""
+        lines += ["", "## Out-of-distribution flags", "",
+                  f"{ood['flagged']} of {metrics['image']['n']} images flagged (feature distance above the validation "
+                  f"images' {ood['quantile']:g} quantile, {_fmt(ood['threshold'])}). {rest}"]  # fmt: skip
     if "tta_against_none" in metrics:
         lines += ["", f"## Test-time augmentation ({metrics['tta']}) against none (same images)", ""]
         lines += ["| predictions | MAE | RMSE | Pearson r |", "|---|---|---|---|"]

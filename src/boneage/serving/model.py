@@ -10,6 +10,7 @@ import pandas as pd
 
 from boneage.evaluation.ensemble import predict_members
 from boneage.evaluation.inference import TrainedRun
+from boneage.evaluation.ood import FeatureDistance
 from boneage.evaluation.trust import Trust
 
 
@@ -23,6 +24,7 @@ class ServedModel:
     weights: Sequence[float] | None = None
     trust: Trust | None = None
     interval_level: float | None = None  # the interval given with each prediction (needs `trust`)
+    ood: FeatureDistance | None = None  # out-of-distribution flags (from the first member's features)
     batch_sizes: list[int] = field(default_factory=list)  # every batch the network ran, for /model
 
     @property
@@ -68,4 +70,12 @@ class ServedModel:
             lower, upper = self.trust.bounds(ages, rows, self.interval_level)
             for answer, low, high in zip(answers, lower, upper, strict=True):
                 answer["interval"] = {"level": self.interval_level, "lower": float(low), "upper": float(high)}
+        if self.ood is not None:
+            scores, flags = self.ood.flags(self.members[0].features(rows))
+            for answer, score, flag in zip(answers, scores, flags, strict=True):
+                answer["out_of_distribution"] = {
+                    "flag": bool(flag),
+                    "score": float(score),
+                    "threshold": self.ood.threshold,
+                }
         return answers
