@@ -21,11 +21,14 @@ $(INSTALLED): pyproject.toml constraints.txt
 train: install  ## train on the built-in demo data set and print the summary
 	$(PY) -m boneage.train experiment=demo $(ARGS)
 
+# Two test processes, each taking whole files (their shared trained runs stay in one process).
+XDIST := -n 2 --dist loadfile
+
 test: install  ## run the test suite
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest $(XDIST) $(ARGS)
 
 test-fast: install  ## the test suite without the slow end-to-end tests
-	$(PY) -m pytest -m "not slow" $(ARGS)
+	$(PY) -m pytest -m "not slow" $(XDIST) $(ARGS)
 
 bench: install  ## speed: loader (cold vs cached), framework overhead, models, start-up; ARGS=bench=quick for seconds
 	$(PY) -m boneage.bench $(ARGS)
