@@ -56,6 +56,14 @@ def two_runs(tmp_path_factory, data_dir):
     return runs
 
 
+def copy_test_images(run: Path, folder: Path, count: int) -> Path:
+    """The first `count` test images of `run`, copied into `folder` as new images to predict."""
+    folder.mkdir()
+    for path in load_run(run).test_rows["image"].head(count):
+        shutil.copy(path, folder)
+    return folder
+
+
 def test_metrics_match_hand_computed_values():
     true, predicted = np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.5, 2.0, 2.0, 5.0])
     figures = regression_metrics(true, predicted, limits=[0.5, 1])
@@ -169,10 +177,7 @@ def test_tta_views_come_from_the_training_augmentation():
 
 @pytest.mark.slow
 def test_predict_on_a_folder_writes_one_row_per_image(two_runs, tmp_path):
-    folder = tmp_path / "new"
-    folder.mkdir()
-    for path in load_run(two_runs[0]).test_rows["image"].head(5):
-        shutil.copy(path, folder)
+    folder = copy_test_images(two_runs[0], tmp_path / "new", 5)
     readable = sorted(p.name for p in folder.iterdir())
     (folder / "notes.png").write_text("not an image")
     (folder / "cut.png").write_bytes((folder / readable[0]).read_bytes()[:600])  # a truncated copy
@@ -270,11 +275,7 @@ def test_onnx_export_of_an_ensemble_reproduces_it_and_predict_and_serve_run_from
     assert sidecar["check"]["max_abs_difference"] <= 1e-3 and sidecar["check"]["images"] > 0
     assert [m["settings"]["image_size"] for m in sidecar["members"]] == [32, 40]
 
-    rows = load_run(two_runs[0]).test_rows.head(6)
-    folder = tmp_path / "new"
-    folder.mkdir()
-    for path in rows["image"]:
-        shutil.copy(path, folder)
+    folder = copy_test_images(two_runs[0], tmp_path / "new", 6)
     from_runs, from_export = tmp_path / "runs.csv", tmp_path / "export.csv"
     predict(
         compose_app(
@@ -363,10 +364,7 @@ def test_feature_distance_flags_about_its_quantile_of_familiar_images_and_all_st
 
 @pytest.mark.slow
 def test_predict_and_evaluate_flag_an_image_unlike_the_hands(two_runs, tmp_path):
-    folder = tmp_path / "new"
-    folder.mkdir()
-    for path in load_run(two_runs[0]).test_rows["image"].head(8):
-        shutil.copy(path, folder)
+    folder = copy_test_images(two_runs[0], tmp_path / "new", 8)
     checkerboard = np.kron((np.indices((8, 8)).sum(0) % 2) * 255, np.ones((8, 8))).astype(np.uint8)
     cv2.imwrite(str(folder / "zz_checkerboard.png"), checkerboard)
     output = tmp_path / "ages.csv"
