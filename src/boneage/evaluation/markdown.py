@@ -71,7 +71,7 @@ def _interval_lines(intervals: Mapping[str, Any], unit: str) -> list[str]:
 
 
 def _calibration_lines(calibration: Mapping[str, Any]) -> list[str]:
-    line = f"true = {calibration['slope']:.3f} x predicted + {calibration['intercept']:.3f}"
+    line = f"corrected = {calibration['slope']:.3f} x predicted + {calibration['intercept']:.3f}"
     lines = ["", f"## Linear calibration ({line}, fitted on the validation subjects)", ""]
     lines += ["| age bin | images | MAE before | MAE after | bias before | bias after |", "|---|---|---|---|---|---|"]
     for name, v in calibration["per_age_bin"].items():

@@ -1,8 +1,11 @@
 """What a clinician needs beside the predicted age: a bias correction and an interval with a
 coverage guarantee, both fitted on the run's validation subjects (never its test subjects).
 
-- Calibration (`calibrate=linear`): true age regressed on predicted age, the fix for
-  regression to the mean (the youngest predicted too old, the oldest too young).
+- Calibration (`calibrate=linear`): the fix for regression to the mean (the youngest predicted
+  too old, the oldest too young). The line of predicted on true age is fitted and inverted,
+  corrected = (predicted - intercept) / slope (as in brain-age work, de Lange & Cole 2020):
+  it undoes the compression at both ends, where regressing true on predicted age would only
+  lower the overall error.
 - Intervals: split-conformal (crepes' ConformalRegressor, a well-kept implementation of the
   method) on the calibrated predictions' residuals; with `intervals_by` they are Mondrian,
   one residual table per sex or per predicted-age bin, so each group gets its own coverage.
@@ -66,13 +69,24 @@ def fit_trust(
     if by not in GROUPINGS:
         raise ConfigError(f"intervals_by={by!r} is not one of {list(GROUPINGS)}.")
     true, predicted = np.asarray(true, float), np.asarray(predicted, float)
-    slope, intercept = np.polyfit(predicted, true, 1) if calibrate == "linear" else (1.0, 0.0)
-    trust = Trust(float(slope), float(intercept), [], None, by, bin_width)
+    slope, intercept = _inverted_line(true, predicted) if calibrate == "linear" else (1.0, 0.0)
+    trust = Trust(slope, intercept, [], None, by, bin_width)
     calibrated = trust.calibrated(predicted)
     trust.residuals = (true - calibrated).tolist()
     groups = group_of(rows, calibrated, by, bin_width)
     trust.groups = None if groups is None else groups.tolist()
     return trust
+
+
+def _inverted_line(true: np.ndarray, predicted: np.ndarray) -> tuple[float, float]:
+    """Slope and intercept of corrected = (predicted - b) / a, where predicted = a x true + b."""
+    a, b = np.polyfit(true, predicted, 1)
+    if a < 0.1:
+        raise ConfigError(
+            f"calibrate=linear: on the validation subjects the predictions hardly follow the true age (slope {a:.3f}); "
+            "inverting that line would multiply the noise. Train the model further, or use calibrate=none."
+        )
+    return float(1 / a), float(-b / a)
 
 
 def trust_of(
