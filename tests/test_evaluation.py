@@ -381,3 +381,53 @@ def test_predict_and_evaluate_flag_an_image_unlike_the_hands(two_runs, tmp_path)
     ood = metrics["out_of_distribution"]
     assert ood["quantile"] == 0.99 and ood["flagged"] == round(ood["share"] * metrics["image"]["n"])
     assert "ood_flag" in pd.read_csv(tmp_path / "e" / "predictions.csv")
+
+
+def test_intervals_scaled_by_the_models_spread_keep_their_coverage_where_it_is_unsure():
+    rng = np.random.default_rng(1)
+    true = rng.uniform(1, 18, 6000)
+    spread = rng.uniform(0.2, 2.0, 6000)  # the model's own spread, and the real error's scale
+    predicted = true + rng.normal(0, 1, 6000) * spread
+    rows = pd.DataFrame({"age": true})
+    val, test = slice(0, 3000), slice(3000, None)
+    unsure = spread[test] > 1.1
+    for scale, spreads in ((None, None), ("tta", spread[val])):
+        trust = fit_trust(true[val], predicted[val], rows[val], "none", None, 2.0, scale, spreads)
+        lower, upper = trust.bounds(predicted[test], rows[test], 0.9, None if scale is None else spread[test])
+        covered = (true[test] >= lower) & (true[test] <= upper)
+        assert covered.mean() == pytest.approx(0.9, abs=0.02)
+        if scale is None:
+            assert covered[unsure].mean() < 0.85  # one width for all: the unsure images are under-covered
+        else:
+            assert covered[unsure].mean() == pytest.approx(0.9, abs=0.03)  # scaled: covered where unsure too
+            assert (upper - lower)[unsure].mean() > 1.5 * (upper - lower)[~unsure].mean()
+
+
+@pytest.mark.slow
+def test_intervals_scale_with_ensemble_disagreement_and_tta_spread(two_runs, tmp_path):
+    ensemble = f"ensemble=[{two_runs[0]},{two_runs[1]}]"
+    out = evaluate(
+        compose_app(
+            "evaluate", [ensemble, "intervals_scale=ensemble", "heatmaps=false", f"output_dir={tmp_path / 'e'}"]
+        )
+    )
+    metrics, predictions = json.loads((out / "metrics.json").read_text()), pd.read_csv(out / "predictions.csv")
+    assert metrics["intervals"]["scaled_by"] == "ensemble"
+    assert (predictions["upper_90"] - predictions["lower_90"]).std() > 0  # each image its own width
+    folder = copy_test_images(two_runs[0], tmp_path / "new", 4)
+    output = tmp_path / "ages.csv"
+    predict(
+        compose_app(
+            "predict", [f"run={two_runs[0]}", "tta=zoom", "intervals_scale=tta", f"input={folder}", f"output={output}"]
+        )
+    )
+    written = pd.read_csv(output)
+    assert (written["lower_90"] < written["predicted_age"]).all() and (
+        written["upper_90"] - written["lower_90"]
+    ).std() > 0
+    with pytest.raises(ConfigError, match="needs a model trained with loss=mean_variance"):
+        evaluate(
+            compose_app(
+                "evaluate", [f"run={two_runs[0]}", "intervals_scale=distribution", f"output_dir={tmp_path / 'd'}"]
+            )
+        )

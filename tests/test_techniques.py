@@ -20,13 +20,14 @@ from boneage.callbacks import FreezeBackbone
 from boneage.callbacks.averaging import ema_with_warmup
 from boneage.datamodules.balance import balance_weights
 from boneage.errors import DataError
+from boneage.evaluate import evaluate
 from boneage.evaluation.inference import load_run
 from boneage.modules import AgeRegressor
 from boneage.modules.losses import MeanVarianceLoss
 from boneage.report import build_table
 from boneage.train import train
 from boneage.tune import valley
-from tests.conftest import TINY, run_cli
+from tests.conftest import TINY, compose_app, run_cli
 
 
 def record_of(run_dir) -> dict:
@@ -187,12 +188,27 @@ def test_mean_variance_soft_labels_have_the_target_as_their_mean():
 
 
 @pytest.mark.slow
-def test_mean_variance_loss_learns_to_beat_the_mean_predictor(compose_train, tmp_path):
-    metrics = train(compose_train([*TINY, "loss=mean_variance", "trainer.max_epochs=4"]))
+def test_mean_variance_loss_learns_to_beat_the_mean_predictor_and_scales_its_intervals(compose_train, tmp_path):
+    metrics = train_with_config_saved(
+        compose_train([*TINY, "loss=mean_variance", "trainer.max_epochs=4"]), tmp_path / "run"
+    )
     record = record_of(tmp_path / "run")
     losses = [row["train/loss"] for row in record["history"]]
     assert losses[-1] < losses[0]
     assert metrics["val/mae"] < record["data"]["mean_predictor_mae"]["val"]
+
+    run = load_run(tmp_path / "run")
+    spreads = run.spread(run.test_rows)  # its own deviation, in years
+    assert (spreads > 0).all() and spreads.std() > 0
+    overrides = [
+        f"run={tmp_path / 'run'}",
+        "intervals_scale=distribution",
+        "heatmaps=false",
+        f"output_dir={tmp_path / 'e'}",
+    ]
+    predictions = pd.read_csv(evaluate(compose_app("evaluate", overrides)) / "predictions.csv")
+    widths = predictions["upper_90"] - predictions["lower_90"]
+    assert np.corrcoef(widths, spreads)[0, 1] > 0.99  # each image's interval is as wide as the model is unsure
 
 
 @pytest.mark.slow

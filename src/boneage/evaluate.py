@@ -25,7 +25,7 @@ from boneage.evaluation.markdown import write_markdown
 from boneage.evaluation.metrics import evaluation_metrics, regression_metrics
 from boneage.evaluation.ood import FeatureDistance, ood_of
 from boneage.evaluation.plots import plot_evaluation
-from boneage.evaluation.trust import Trust, interval_figures, trust_of
+from boneage.evaluation.trust import Trust, interval_figures, spreads_of, trust_of
 from boneage.evaluation.tta import uses_tta
 from boneage.records import now
 from boneage.resolvers import unique_dir
@@ -37,7 +37,7 @@ def evaluate(cfg: DictConfig) -> Path:
     rows, evaluated_on = _rows(cfg, members)
     tta, weights = plain(cfg.tta), plain(cfg.weights)
     raw, per_member = predict_members(members, rows, tta, weights)
-    trust = trust_of(members, tta, weights, cfg.calibrate, cfg.intervals_by, cfg.age_bin_width)
+    trust = trust_of(members, tta, weights, cfg.calibrate, cfg.intervals_by, cfg.age_bin_width, cfg.intervals_scale)
     combined = trust.calibrated(raw)
     predictions = rows[["image", "subject", "sex", "age"]].assign(predicted=combined, error=combined - rows["age"])
     metrics = evaluation_metrics(predictions, cfg.limits, cfg.age_bin_width, cfg.bootstrap, cfg.seed)
@@ -56,7 +56,7 @@ def evaluate(cfg: DictConfig) -> Path:
     if cfg.calibrate != "none":
         predictions["predicted_uncalibrated"] = raw
         metrics["calibration"] = calibration_figures(predictions, trust, cfg.age_bin_width)
-    metrics["intervals"] = _intervals(predictions, trust, cfg)
+    metrics["intervals"] = _intervals(predictions, trust, spreads_of(members, rows, tta, trust.scale), cfg)
     if (ood := ood_of(members, cfg.ood_quantile)) is not None:
         predictions["ood_score"], predictions["ood_flag"] = ood.flags(members[0].features(rows))
         metrics["out_of_distribution"] = ood_figures(predictions, ood)
@@ -103,16 +103,20 @@ def calibration_figures(predictions: pd.DataFrame, trust: Trust, bin_width: floa
     return {"method": "linear", "slope": trust.slope, "intercept": trust.intercept, "per_age_bin": per_bin}
 
 
-def _intervals(predictions: pd.DataFrame, trust: Trust, cfg: DictConfig) -> dict[str, Any]:
+def _intervals(predictions: pd.DataFrame, trust: Trust, spreads: np.ndarray | None, cfg: DictConfig) -> dict[str, Any]:
     """Each level's bounds (added to `predictions`) and their coverage and width on these images."""
     bins = np.floor(predictions["age"] / cfg.age_bin_width) * cfg.age_bin_width
     labels = {low: f"[{low:g}, {low + cfg.age_bin_width:g})" for low in sorted(bins.unique())}
     age_bins = pd.Series(pd.Categorical(bins.map(labels), categories=list(labels.values())), index=predictions.index)
     groups = {"age_bin": age_bins, "sex": predictions["sex"]}
-    figures: dict[str, Any] = {"calibrated_on": f"{len(trust.residuals)} validation images", "by": trust.by}
+    figures: dict[str, Any] = {
+        "calibrated_on": f"{len(trust.residuals)} validation images",
+        "by": trust.by,
+        "scaled_by": trust.scale,
+    }
     for level in cfg.intervals:
         name = f"{round(100 * level)}"
-        lower, upper = trust.bounds(predictions["predicted"].to_numpy(), predictions, level)
+        lower, upper = trust.bounds(predictions["predicted"].to_numpy(), predictions, level, spreads)
         predictions[f"lower_{name}"], predictions[f"upper_{name}"] = lower, upper
         figures[f"{name}%"] = interval_figures(predictions["age"].to_numpy(), lower, upper, groups)
     return figures

@@ -38,6 +38,10 @@ def export(cfg: DictConfig) -> Path:
     members = load_members(cfg.run, plain(cfg.ensemble), cfg.sweep)
     if not all(isinstance(member, TrainedRun) for member in members):
         raise ConfigError("export reads trained runs (their checkpoints), not an export folder.")
+    if cfg.intervals_scale not in (None, "ensemble"):
+        raise ConfigError(
+            "an export stores intervals unscaled or scaled by ensemble disagreement (intervals_scale=ensemble)."
+        )
     weights = np.asarray(plain(cfg.weights) or [1.0] * len(members), float)
     weights = (weights / weights.sum()).tolist()
     stamp = now()[:19].replace(":", "-")
@@ -46,7 +50,7 @@ def export(cfg: DictConfig) -> Path:
     try:
         sidecar = _write_all(members, weights, out, cfg.format)
         sidecar["trust"] = trust_of(
-            members, "none", weights, cfg.calibrate, cfg.intervals_by, cfg.age_bin_width
+            members, "none", weights, cfg.calibrate, cfg.intervals_by, cfg.age_bin_width, cfg.intervals_scale
         ).as_dict()
         (out / SIDECAR).write_text(json.dumps(sidecar, indent=2))  # the check loads the export as a user would
         sidecar["check"] = _check(members, weights, out, cfg.check_images, cfg.tolerance)

@@ -17,7 +17,7 @@ from boneage.evaluation.ensemble import load_members, plain, predict_members
 from boneage.evaluation.heatmaps import write_heat_maps
 from boneage.evaluation.inference import TrainedRun
 from boneage.evaluation.ood import ood_of
-from boneage.evaluation.trust import trust_of
+from boneage.evaluation.trust import spreads_of, trust_of
 
 
 def images_to_predict(source: str, image_column: str = "image", image_dir: str | None = None) -> pd.DataFrame:
@@ -68,17 +68,17 @@ def predict(cfg: DictConfig) -> Path:
         unreadable.to_csv(listed, index=False)
     output.unlink(missing_ok=True)
     tta, weights = plain(cfg.tta), plain(cfg.weights)
-    trust = trust_of(members, tta, weights, cfg.calibrate, cfg.intervals_by, cfg.age_bin_width)
+    trust = trust_of(members, tta, weights, cfg.calibrate, cfg.intervals_by, cfg.age_bin_width, cfg.intervals_scale)
     ood = ood_of(members, cfg.ood_quantile)
     for start in range(0, len(rows), cfg.chunk_size):
         chunk = rows.iloc[start : start + cfg.chunk_size]
         raw, _ = predict_members(members, chunk, tta, weights)
         ages = trust.calibrated(raw)
         written = chunk.assign(predicted_age=ages, unit=members[0].unit)
+        spreads = spreads_of(members, chunk, tta, trust.scale)
         for level in cfg.intervals:
-            written[f"lower_{round(100 * level)}"], written[f"upper_{round(100 * level)}"] = trust.bounds(
-                ages, chunk, level
-            )
+            bounds = trust.bounds(ages, chunk, level, spreads)
+            written[f"lower_{round(100 * level)}"], written[f"upper_{round(100 * level)}"] = bounds
         if ood is not None:
             written["ood_score"], written["ood_flag"] = ood.flags(members[0].features(chunk))
         if cfg.explain:

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from boneage.errors import ConfigError
-from boneage.evaluation.inference import predict_images
+from boneage.evaluation.inference import predict_views
 
 SIDECAR = "boneage_export.json"
 
@@ -77,7 +77,10 @@ class ExportedMember:
         return {"run": self.name, "checkpoint": self.file.name, "config_hash": self.entry["config_hash"]}
 
     def predict(self, rows: pd.DataFrame, tta: Sequence[str] | str = "none", batch_size: int = 32) -> np.ndarray:
-        return predict_images(rows, self.entry["settings"], self._forward, self.name, tta, batch_size)
+        return self.predict_views(rows, tta, batch_size).mean(0)
+
+    def predict_views(self, rows: pd.DataFrame, tta: Sequence[str] | str, batch_size: int = 32) -> np.ndarray:
+        return predict_views(rows, self.entry["settings"], self._forward, self.name, tta, batch_size)
 
     def _forward(self, images: torch.Tensor, inputs: torch.Tensor | None) -> torch.Tensor:
         arguments = [images] if inputs is None else [images, inputs]

@@ -33,12 +33,13 @@ PREPROCESSING = ("image_size", "clahe", "clahe_clip_limit", "clahe_tile_grid")  
 Forward = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]  # images, table inputs -> ages
 
 
-def predict_images(
+def predict_views(
     rows: pd.DataFrame, settings: Mapping[str, Any], forward: Forward, name: str, tta: Sequence[str] | str,
     batch_size: int = 32,
 ) -> np.ndarray:  # fmt: skip
-    """Ages for the images of `rows` (column `image`) read with a run's preprocessing
-    `settings` (image_size, clahe..., augment, inputs), averaged over the TTA views."""
+    """`forward`'s answer (an age, a spread, features) for each TTA view of each image of `rows`
+    (column `image`), read with a run's preprocessing `settings` (image_size, clahe...,
+    augment, inputs): an array (views, images, ...)."""
     table = rows.assign(age=rows.get("age", np.nan))
     inputs = encode_inputs(
         table, settings["inputs"], f"the images for {name} (trained with table inputs: give a table)"
@@ -50,8 +51,8 @@ def predict_images(
     with torch.inference_mode():
         for batch in loader:
             per_view = [forward(images, batch.get("inputs")) for images in batch["image"].unbind(1)]
-            predictions.append(torch.stack(per_view).mean(0))
-    return torch.cat(predictions).numpy()
+            predictions.append(torch.stack(per_view))
+    return torch.cat(predictions, dim=1).numpy()
 
 
 @dataclass
@@ -122,13 +123,20 @@ class TrainedRun:
 
     def predict(self, rows: pd.DataFrame, tta: Sequence[str] | str = "none", batch_size: int = 32) -> np.ndarray:
         """Predicted ages for the images of `rows` (column `image`), averaged over TTA views."""
-        return predict_images(rows, self.settings, self.module, self.name, tta, batch_size)
+        return self.predict_views(rows, tta, batch_size).mean(0)
+
+    def predict_views(self, rows: pd.DataFrame, tta: Sequence[str] | str, batch_size: int = 32) -> np.ndarray:
+        """The age of each TTA view of each image: (views, images)."""
+        return predict_views(rows, self.settings, self.module, self.name, tta, batch_size)
+
+    def spread(self, rows: pd.DataFrame, batch_size: int = 32) -> np.ndarray:
+        """The spread of the model's own age distribution per image (mean_variance loss)."""
+        return predict_views(rows, self.settings, self.module.spread, self.name, "none", batch_size)[0]
 
     def features(self, rows: pd.DataFrame, batch_size: int = 32) -> np.ndarray:
         """The backbone's pooled features of each image (what out-of-distribution flags compare)."""
-        return predict_images(
-            rows, self.settings, lambda images, _: self.module.backbone(images), self.name, "none", batch_size
-        )
+        backbone = self.module.backbone
+        return predict_views(rows, self.settings, lambda images, _: backbone(images), self.name, "none", batch_size)[0]
 
 
 def load_run(target: str | Path) -> TrainedRun:

@@ -9,6 +9,9 @@ coverage guarantee, both fitted on the run's validation subjects (never its test
 - Intervals: split-conformal (crepes' ConformalRegressor, a well-kept implementation of the
   method) on the calibrated predictions' residuals; with `intervals_by` they are Mondrian,
   one residual table per sex or per predicted-age bin, so each group gets its own coverage.
+  With `intervals_scale` they are normalised by the model's own spread (ensemble disagreement,
+  TTA spread, or a mean-variance model's predicted deviation): narrow where it agrees with
+  itself, wide where it does not, with the same coverage guarantee.
 """
 
 from __future__ import annotations
@@ -24,9 +27,11 @@ from crepes import ConformalRegressor
 from boneage.errors import ConfigError
 from boneage.evaluation.ensemble import predict_members, shared_rows
 from boneage.evaluation.exported import ExportedMember
+from boneage.evaluation.inference import TrainedRun
 
 CALIBRATIONS = ("none", "linear")
 GROUPINGS = (None, "sex", "age_bin")
+SCALES = (None, "ensemble", "tta", "distribution")
 
 
 @dataclass
@@ -39,17 +44,30 @@ class Trust:
     groups: list[str] | None  # their Mondrian group, or None
     by: str | None
     bin_width: float
+    scale: str | None = None  # what normalises the residuals (SCALES), or None
+    floor: float = 0.0  # added to every spread: images whose views or members agree exactly still get a width
+    spreads: list[float] | None = None  # the calibration images' spreads
 
     def calibrated(self, predicted: np.ndarray) -> np.ndarray:
         return self.slope * np.asarray(predicted, float) + self.intercept
 
-    def bounds(self, predicted: np.ndarray, rows: pd.DataFrame, level: float) -> tuple[np.ndarray, np.ndarray]:
-        """The `level` interval around each calibrated prediction."""
+    def bounds(
+        self, predicted: np.ndarray, rows: pd.DataFrame, level: float, spreads: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The `level` interval around each calibrated prediction (`spreads`: the images' own, with a scale)."""
+        if self.scale and spreads is None:
+            raise ConfigError(f"these intervals are scaled by the {self.scale} spread: give the images' spreads.")
         regressor = ConformalRegressor()
-        regressor.fit(np.asarray(self.residuals), bins=None if self.groups is None else np.asarray(self.groups))
+        calibration_groups = None if self.groups is None else np.asarray(self.groups)
+        regressor.fit(np.asarray(self.residuals), sigmas=self._sigmas(self.spreads), bins=calibration_groups)
         groups = group_of(rows, predicted, self.by, self.bin_width)
-        interval = regressor.predict_int(np.asarray(predicted, float), bins=groups, confidence=level)
+        interval = regressor.predict_int(
+            np.asarray(predicted, float), sigmas=self._sigmas(spreads), bins=groups, confidence=level
+        )
         return interval[:, 0], interval[:, 1]
+
+    def _sigmas(self, spreads: Sequence[float] | None) -> np.ndarray | None:
+        return None if not self.scale else np.asarray(spreads, float) + self.floor
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -62,12 +80,17 @@ def fit_trust(
     calibrate: str,
     by: str | None,
     bin_width: float,
+    scale: str | None = None,
+    spreads: Sequence[float] | None = None,
 ) -> Trust:
-    """Calibration and residual table from the validation subjects' true and predicted ages."""
+    """Calibration and residual table from the validation subjects' true and predicted ages
+    (and, with a `scale`, their spreads)."""
     if calibrate not in CALIBRATIONS:
         raise ConfigError(f"calibrate={calibrate!r} is not one of {list(CALIBRATIONS)}.")
     if by not in GROUPINGS:
         raise ConfigError(f"intervals_by={by!r} is not one of {list(GROUPINGS)}.")
+    if scale not in SCALES:
+        raise ConfigError(f"intervals_scale={scale!r} is not one of {list(SCALES)}.")
     true, predicted = np.asarray(true, float), np.asarray(predicted, float)
     slope, intercept = _inverted_line(true, predicted) if calibrate == "linear" else (1.0, 0.0)
     trust = Trust(slope, intercept, [], None, by, bin_width)
@@ -75,6 +98,9 @@ def fit_trust(
     trust.residuals = (true - calibrated).tolist()
     groups = group_of(rows, calibrated, by, bin_width)
     trust.groups = None if groups is None else groups.tolist()
+    if scale:
+        trust.scale, trust.spreads = scale, np.asarray(spreads, float).tolist()
+        trust.floor = 0.1 * float(np.median(trust.spreads)) + 1e-6
     return trust
 
 
@@ -91,7 +117,7 @@ def _inverted_line(true: np.ndarray, predicted: np.ndarray) -> tuple[float, floa
 
 def trust_of(
     members: Sequence[Any], tta: Sequence[str] | str, weights: Sequence[float] | None, calibrate: str,
-    by: str | None, bin_width: float,
+    by: str | None, bin_width: float, scale: str | None = None,
 ) -> Trust:  # fmt: skip
     """Fitted on the members' shared validation subjects, predicted as they will be (same TTA and
     weights); an export brings the one it was written with."""
@@ -99,7 +125,29 @@ def trust_of(
         return Trust(**members[0].trust)
     rows = shared_rows(members, "val")
     predicted, _ = predict_members(members, rows, tta, weights)
-    return fit_trust(rows["age"], predicted, rows, calibrate, by, bin_width)
+    spreads = spreads_of(members, rows, tta, scale)
+    return fit_trust(rows["age"], predicted, rows, calibrate, by, bin_width, scale, spreads)
+
+
+def spreads_of(
+    members: Sequence[Any], rows: pd.DataFrame, tta: Sequence[str] | str, scale: str | None
+) -> np.ndarray | None:
+    """Each image's spread by `scale`: the members' disagreement, its TTA views' disagreement
+    (averaged over members), or the mean-variance model's own deviation (averaged over members)."""
+    if scale is None:
+        return None
+    if scale == "ensemble":
+        if len(members) < 2:
+            raise ConfigError("intervals_scale=ensemble needs an ensemble (ensemble=[...]) of two or more runs.")
+        return np.std([member.predict(rows, tta) for member in members], axis=0)
+    if scale == "tta":
+        views = [member.predict_views(rows, tta) for member in members]
+        if len(views[0]) < 2:
+            raise ConfigError("intervals_scale=tta needs test-time views: tta=zoom, shift or a list.")
+        return np.mean([view.std(axis=0) for view in views], axis=0)
+    if not all(isinstance(member, TrainedRun) for member in members):
+        raise ConfigError("intervals_scale=distribution needs the trained runs: an export answers the age only.")
+    return np.mean([member.spread(rows) for member in members], axis=0)
 
 
 def group_of(rows: pd.DataFrame, predicted: np.ndarray, by: str | None, bin_width: float) -> np.ndarray | None:

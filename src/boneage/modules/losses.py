@@ -33,10 +33,14 @@ class MeanVarianceLoss(nn.Module):
         """The expected standardised age of each row of logits."""
         return logits.float().softmax(dim=1) @ self.centres
 
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def variance(self, logits: torch.Tensor) -> torch.Tensor:
+        """The variance of each row's age distribution (standardised units): the model's own spread."""
         probabilities = logits.float().softmax(dim=1)
         mean = probabilities @ self.centres
-        variance = (probabilities * (self.centres - mean[:, None]) ** 2).sum(dim=1)
+        return (probabilities * (self.centres - mean[:, None]) ** 2).sum(dim=1)
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        mean, variance = self.decode(logits), self.variance(logits)
         cross_entropy = -(self.soft_labels(targets) * F.log_softmax(logits.float(), dim=1)).sum(dim=1)
         return cross_entropy + self.mean_weight * (mean - targets) ** 2 / 2 + self.variance_weight * variance
 

@@ -98,6 +98,14 @@ class AgeRegressor(pl.LightningModule):
         """Predicted ages, in the unit of the training table."""
         return self._standardised(images, inputs) * self.age_std + self.age_mean
 
+    def spread(self, images: torch.Tensor, inputs: torch.Tensor | None = None) -> torch.Tensor:
+        """The standard deviation of the predicted age distribution, in the age unit (a
+        distribution loss such as mean_variance only): how unsure the model says it is."""
+        variance = getattr(self.loss, "variance", None)
+        if variance is None:
+            raise ConfigError("intervals_scale=distribution needs a model trained with loss=mean_variance.")
+        return variance(self._outputs(images, inputs)).sqrt() * self.age_std
+
     def _standardised(self, images: torch.Tensor, inputs: torch.Tensor | None = None) -> torch.Tensor:
         return self._decode(self._outputs(images, inputs))
 

@@ -11,7 +11,7 @@ import pandas as pd
 from boneage.evaluation.ensemble import predict_members
 from boneage.evaluation.inference import TrainedRun
 from boneage.evaluation.ood import FeatureDistance
-from boneage.evaluation.trust import Trust
+from boneage.evaluation.trust import Trust, spreads_of
 
 
 @dataclass
@@ -67,7 +67,8 @@ class ServedModel:
         ages = self.trust.calibrated(raw) if self.trust else raw
         answers = [{"predicted_age": float(age)} for age in ages]
         if self.trust and self.interval_level:
-            lower, upper = self.trust.bounds(ages, rows, self.interval_level)
+            spreads = spreads_of(self.members, rows, self.tta, self.trust.scale)
+            lower, upper = self.trust.bounds(ages, rows, self.interval_level, spreads)
             for answer, low, high in zip(answers, lower, upper, strict=True):
                 answer["interval"] = {"level": self.interval_level, "lower": float(low), "upper": float(high)}
         if self.ood is not None:
