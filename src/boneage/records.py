@@ -13,6 +13,7 @@ import os
 import platform
 import socket
 import subprocess
+import threading
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -29,6 +30,9 @@ PACKAGES = (
     "boneage", "torch", "torchvision", "pytorch-lightning", "timm", "albumentations",
     "hydra-core", "omegaconf", "torchmetrics", "numpy", "pandas",
 )  # fmt: skip
+
+
+_UPDATING = threading.RLock()  # one record update at a time in this process (re-entrant: never a deadlock)
 
 
 class RunRecord:
@@ -63,7 +67,10 @@ class RunRecord:
             return {}
 
     def update(self, **sections: Any) -> None:
-        write_atomically(self.path, json.dumps(self.read() | sections, indent=2, default=str))
+        # Read, merge, write as one step: the stall watchdog's thread marks the record while the
+        # training thread may be adding to it, and neither may undo the other's change.
+        with _UPDATING:
+            write_atomically(self.path, json.dumps(self.read() | sections, indent=2, default=str))
 
     def finish(self, **sections: Any) -> None:
         """The run's last update (its status), written even on a full disk: the reserve is given up
