@@ -61,8 +61,8 @@ class Trust:
         calibration_groups = None if self.groups is None else np.asarray(self.groups)
         regressor.fit(np.asarray(self.residuals), sigmas=self._sigmas(self.spreads), bins=calibration_groups)
         groups = group_of(rows, predicted, self.by, self.bin_width)
-        interval = regressor.predict_int(
-            np.asarray(predicted, float), sigmas=self._sigmas(spreads), bins=groups, confidence=level
+        interval = regressor.predict_int(  # an age is never negative: the lower bound stops at 0
+            np.asarray(predicted, float), sigmas=self._sigmas(spreads), bins=groups, confidence=level, y_min=0.0
         )
         return interval[:, 0], interval[:, 1]
 
