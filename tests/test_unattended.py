@@ -4,6 +4,7 @@ sweeps finish, collectives time out with a named rank, killed sweeps resume."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import time
 from pathlib import Path
@@ -35,12 +36,14 @@ def block(rank: int | None = None, once: Path | None = None) -> str:
 def test_a_stalled_run_fails_within_the_configured_time_with_the_stacks_written(tmp_path, data_dir):
     run_dir = tmp_path / "stalled"
     started = time.monotonic()
-    args = [*TINY, block(), "callbacks.stall_watchdog.minutes=0.1", f"hydra.run.dir={run_dir}"]
+    # 18 s: longer than any gap between batches of a healthy run on a loaded machine (two test
+    # workers on 2 cores), so it is the blocked loader, not a slow start, that trips it.
+    args = [*TINY, block(), "callbacks.stall_watchdog.minutes=0.3", f"hydra.run.dir={run_dir}"]
     result = run_cli(args, tmp_path, data_dir, timeout=180)
     assert result.returncode != 0
-    assert time.monotonic() - started < 90  # start-up, then 6 s without a batch, not a night
+    assert time.monotonic() - started < 120  # start-up, then 18 s without a batch, not a night
     record = record_of(run_dir)
-    assert record["status"] == "stalled" and "no batch finished for 0.1 min" in record["error"]
+    assert record["status"] == "stalled" and re.search(r"no batch finished for 0\.[34] min", record["error"])
     stacks = {path.name: path.read_text() for path in (run_dir / "stalled_stacks").iterdir()}
     main = next(text for name, text in stacks.items() if "loader-worker" not in name)
     assert "Thread" in main and "dataloader" in main  # the training process waits for its loader...
