@@ -22,7 +22,7 @@ from boneage.evaluation.ensemble import load_members, plain, predict_members, sh
 from boneage.evaluation.heatmaps import heat_map_grid
 from boneage.evaluation.inference import TrainedRun
 from boneage.evaluation.markdown import write_markdown
-from boneage.evaluation.metrics import evaluation_metrics, regression_metrics
+from boneage.evaluation.metrics import age_bins, evaluation_metrics, regression_metrics
 from boneage.evaluation.ood import FeatureDistance, ood_of
 from boneage.evaluation.plots import plot_evaluation
 from boneage.evaluation.trust import Trust, interval_figures, spreads_of, trust_of
@@ -36,7 +36,8 @@ def evaluate(cfg: DictConfig) -> Path:
     members = load_members(cfg.run, plain(cfg.ensemble), cfg.sweep)
     rows, evaluated_on = _rows(cfg, members)
     tta, weights = plain(cfg.tta), plain(cfg.weights)
-    raw, per_member = predict_members(members, rows, tta, weights)
+    predicted = predict_members(members, rows, tta, weights)
+    raw, per_member = predicted.combined, predicted.per_member
     trust = trust_of(members, tta, weights, cfg.calibrate, cfg.intervals_by, cfg.age_bin_width, cfg.intervals_scale)
     combined = trust.calibrated(raw)
     predictions = rows[["image", "subject", "sex", "age"]].assign(predicted=combined, error=combined - rows["age"])
@@ -47,7 +48,7 @@ def evaluate(cfg: DictConfig) -> Path:
         for index, values in enumerate(per_member.values()):
             predictions[f"predicted_member{index}"] = values
     if uses_tta(tta):  # the same images without TTA: does it help on this run?
-        without, _ = predict_members(members, rows, "none", weights)
+        without = predict_members(members, rows, "none", weights).combined
         predictions["predicted_without_tta"] = trust.calibrated(without)
         metrics["tta_against_none"] = {
             "with TTA": regression_metrics(rows["age"], combined),
@@ -56,7 +57,7 @@ def evaluate(cfg: DictConfig) -> Path:
     if cfg.calibrate != "none":
         predictions["predicted_uncalibrated"] = raw
         metrics["calibration"] = calibration_figures(predictions, trust, cfg.age_bin_width)
-    metrics["intervals"] = _intervals(predictions, trust, spreads_of(members, rows, tta, trust.scale), cfg)
+    metrics["intervals"] = _intervals(predictions, trust, spreads_of(members, rows, predicted, trust.scale), cfg)
     if (ood := ood_of(members, cfg.ood_quantile)) is not None:
         predictions["ood_score"], predictions["ood_flag"] = ood.flags(members[0].features(rows))
         metrics["out_of_distribution"] = ood_figures(predictions, ood)
@@ -91,12 +92,11 @@ def ood_figures(predictions: pd.DataFrame, ood: FeatureDistance) -> dict[str, An
 
 def calibration_figures(predictions: pd.DataFrame, trust: Trust, bin_width: float) -> dict[str, Any]:
     """The fitted line, and MAE and bias per age bin before and after it."""
-    bins = np.floor(predictions["age"] / bin_width) * bin_width
     per_bin = {}
-    for low, group in predictions.groupby(bins):
+    for name, group in predictions.groupby(age_bins(predictions["age"], bin_width), observed=True):
         before = group["predicted_uncalibrated"] - group["age"]
         after = group["predicted"] - group["age"]
-        per_bin[f"[{low:g}, {low + bin_width:g})"] = {
+        per_bin[name] = {
             "n": len(group), "mae_before": float(before.abs().mean()), "mae_after": float(after.abs().mean()),
             "bias_before": float(before.mean()), "bias_after": float(after.mean()),
         }  # fmt: skip
@@ -105,10 +105,7 @@ def calibration_figures(predictions: pd.DataFrame, trust: Trust, bin_width: floa
 
 def _intervals(predictions: pd.DataFrame, trust: Trust, spreads: np.ndarray | None, cfg: DictConfig) -> dict[str, Any]:
     """Each level's bounds (added to `predictions`) and their coverage and width on these images."""
-    bins = np.floor(predictions["age"] / cfg.age_bin_width) * cfg.age_bin_width
-    labels = {low: f"[{low:g}, {low + cfg.age_bin_width:g})" for low in sorted(bins.unique())}
-    age_bins = pd.Series(pd.Categorical(bins.map(labels), categories=list(labels.values())), index=predictions.index)
-    groups = {"age_bin": age_bins, "sex": predictions["sex"]}
+    groups = {"age_bin": age_bins(predictions["age"], cfg.age_bin_width), "sex": predictions["sex"]}
     figures: dict[str, Any] = {
         "calibrated_on": f"{len(trust.residuals)} validation images",
         "by": trust.by,

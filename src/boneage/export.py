@@ -104,8 +104,8 @@ def _write(member: TrainedRun, file: Path, fmt: str) -> dict[str, Any]:
 def _check(members: list[TrainedRun], weights: list[float], out: Path, images: int, tolerance: float) -> dict[str, Any]:
     """The exported files against PyTorch on the runs' own test images."""
     rows = shared_test_rows(members).head(images)
-    expected, _ = predict_members(members, rows, "none", weights)
-    exported, _ = predict_members(load_export(out), rows, "none")
+    expected = predict_members(members, rows, "none", weights).combined
+    exported = predict_members(load_export(out), rows, "none").combined
     difference = float(np.abs(expected - exported).max())
     unit = members[0].unit
     if not difference <= tolerance:

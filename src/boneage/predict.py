@@ -72,10 +72,10 @@ def predict(cfg: DictConfig) -> Path:
     ood = ood_of(members, cfg.ood_quantile)
     for start in range(0, len(rows), cfg.chunk_size):
         chunk = rows.iloc[start : start + cfg.chunk_size]
-        raw, _ = predict_members(members, chunk, tta, weights)
-        ages = trust.calibrated(raw)
+        predicted = predict_members(members, chunk, tta, weights)
+        ages = trust.calibrated(predicted.combined)
         written = chunk.assign(predicted_age=ages, unit=members[0].unit)
-        spreads = spreads_of(members, chunk, tta, trust.scale)
+        spreads = spreads_of(members, chunk, predicted, trust.scale)
         for level in cfg.intervals:
             bounds = trust.bounds(ages, chunk, level, spreads)
             written[f"lower_{round(100 * level)}"], written[f"upper_{round(100 * level)}"] = bounds

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -54,18 +54,25 @@ def plain(value: Any) -> Any:
     return OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
 
 
+class MemberPredictions(NamedTuple):
+    combined: np.ndarray  # the weighted mean age per image
+    per_member: dict[str, np.ndarray]  # each member's age per image (the mean of its views)
+    views: dict[str, np.ndarray]  # each member's age per TTA view and image: (views, images)
+
+
 def predict_members(
     members: Sequence[TrainedRun], rows: pd.DataFrame, tta: Sequence[str] | str, weights: Sequence[float] | None = None
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+) -> MemberPredictions:
     """Each member's predictions (with its own preprocessing) and their weighted mean (an exported
-    ensemble brings its own weights)."""
+    ensemble brings its own weights); the per-view ages are kept for the spreads of intervals."""
     if weights is None and all(isinstance(member, ExportedMember) for member in members):
         weights = [member.weight for member in members]
     if weights is not None and len(weights) != len(members):
         raise ConfigError(f"weights has {len(weights)} values for {len(members)} ensemble members.")
-    per_member = {member.name: member.predict(rows, tta) for member in members}
+    views = {member.name: member.predict_views(rows, tta) for member in members}
+    per_member = {name: ages.mean(0) for name, ages in views.items()}
     combined = np.average(np.stack(list(per_member.values())), axis=0, weights=weights)
-    return combined, per_member
+    return MemberPredictions(combined, per_member, views)
 
 
 def shared_test_rows(members: Sequence[TrainedRun]) -> pd.DataFrame:

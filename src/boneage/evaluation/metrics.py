@@ -46,7 +46,14 @@ def bootstrap_mae_interval(
 def grouped_mae(predictions: pd.DataFrame, by: pd.Series) -> dict[Any, dict[str, float]]:
     """MAE and count per group (age bin, sex), in the groups' natural order."""
     error = (predictions["predicted"] - predictions["age"]).abs()
-    return {name: {"mae": float(group.mean()), "n": len(group)} for name, group in error.groupby(by)}
+    return {name: {"mae": float(group.mean()), "n": len(group)} for name, group in error.groupby(by, observed=True)}
+
+
+def age_bins(ages: pd.Series, width: float) -> pd.Series:
+    """Each age's bin as "[low, high)", ordered from the youngest bin (every per-age-bin table)."""
+    lows = np.floor(ages / width) * width
+    labels = {low: f"[{low:g}, {low + width:g})" for low in sorted(lows.unique())}
+    return pd.Series(pd.Categorical(lows.map(labels), categories=list(labels.values())), index=ages.index)
 
 
 def subject_level(predictions: pd.DataFrame) -> pd.DataFrame:
@@ -63,10 +70,7 @@ def evaluation_metrics(
         figures = regression_metrics(rows["age"], rows["predicted"], limits)
         figures["mae_ci95"] = bootstrap_mae_interval(rows["age"], rows["predicted"], resamples, seed)
         result[level] = figures
-    bin_start = np.floor(predictions["age"] / age_bin_width) * age_bin_width
-    result["mae_per_age_bin"] = {
-        f"[{low:g}, {low + age_bin_width:g})": figures for low, figures in grouped_mae(predictions, bin_start).items()
-    }
+    result["mae_per_age_bin"] = grouped_mae(predictions, age_bins(predictions["age"], age_bin_width))
     if "sex" in predictions and predictions["sex"].notna().any():
         result["mae_per_sex"] = grouped_mae(predictions, predictions["sex"].fillna("unknown"))
     return result

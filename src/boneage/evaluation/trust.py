@@ -25,7 +25,7 @@ import pandas as pd
 from crepes import ConformalRegressor
 
 from boneage.errors import ConfigError
-from boneage.evaluation.ensemble import predict_members, shared_rows
+from boneage.evaluation.ensemble import MemberPredictions, predict_members, shared_rows
 from boneage.evaluation.exported import ExportedMember
 from boneage.evaluation.inference import TrainedRun
 
@@ -124,24 +124,25 @@ def trust_of(
     if all(isinstance(member, ExportedMember) for member in members):
         return Trust(**members[0].trust)
     rows = shared_rows(members, "val")
-    predicted, _ = predict_members(members, rows, tta, weights)
-    spreads = spreads_of(members, rows, tta, scale)
-    return fit_trust(rows["age"], predicted, rows, calibrate, by, bin_width, scale, spreads)
+    predictions = predict_members(members, rows, tta, weights)
+    spreads = spreads_of(members, rows, predictions, scale)
+    return fit_trust(rows["age"], predictions.combined, rows, calibrate, by, bin_width, scale, spreads)
 
 
 def spreads_of(
-    members: Sequence[Any], rows: pd.DataFrame, tta: Sequence[str] | str, scale: str | None
+    members: Sequence[Any], rows: pd.DataFrame, predictions: MemberPredictions, scale: str | None
 ) -> np.ndarray | None:
-    """Each image's spread by `scale`: the members' disagreement, its TTA views' disagreement
-    (averaged over members), or the mean-variance model's own deviation (averaged over members)."""
+    """Each image of `rows` its spread by `scale`, from the `predictions` already made of them: the
+    members' disagreement, its TTA views' disagreement (averaged over members), or (one more
+    pass) the mean-variance model's own deviation (averaged over members)."""
     if scale is None:
         return None
     if scale == "ensemble":
         if len(members) < 2:
             raise ConfigError("intervals_scale=ensemble needs an ensemble (ensemble=[...]) of two or more runs.")
-        return np.std([member.predict(rows, tta) for member in members], axis=0)
+        return np.std(list(predictions.per_member.values()), axis=0)
     if scale == "tta":
-        views = [member.predict_views(rows, tta) for member in members]
+        views = list(predictions.views.values())
         if len(views[0]) < 2:
             raise ConfigError("intervals_scale=tta needs test-time views: tta=zoom, shift or a list.")
         return np.mean([view.std(axis=0) for view in views], axis=0)

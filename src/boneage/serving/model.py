@@ -63,11 +63,11 @@ class ServedModel:
         with an interval level, its conformal interval. `rows`: column image, plus the inputs."""
         self.batch_sizes.append(len(rows))
         rows = rows.reset_index(drop=True)
-        raw, _ = predict_members(self.members, rows, self.tta, self.weights)
-        ages = self.trust.calibrated(raw) if self.trust else raw
+        predicted = predict_members(self.members, rows, self.tta, self.weights)
+        ages = self.trust.calibrated(predicted.combined) if self.trust else predicted.combined
         answers = [{"predicted_age": float(age)} for age in ages]
         if self.trust and self.interval_level:
-            spreads = spreads_of(self.members, rows, self.tta, self.trust.scale)
+            spreads = spreads_of(self.members, rows, predicted, self.trust.scale)
             lower, upper = self.trust.bounds(ages, rows, self.interval_level, spreads)
             for answer, low, high in zip(answers, lower, upper, strict=True):
                 answer["interval"] = {"level": self.interval_level, "lower": float(low), "upper": float(high)}
