@@ -68,7 +68,16 @@ def predict(cfg: DictConfig) -> Path:
         unreadable.to_csv(listed, index=False)
     output.unlink(missing_ok=True)
     tta, weights = plain(cfg.tta), plain(cfg.weights)
-    trust = trust_of(members, tta, weights, cfg.calibrate, cfg.intervals_by, cfg.age_bin_width, cfg.intervals_scale)
+    trust = trust_of(
+        members,
+        tta,
+        weights,
+        cfg.calibrate,
+        cfg.intervals_by,
+        cfg.age_bin_width,
+        cfg.intervals_scale,
+        bool(cfg.intervals),
+    )
     ood = ood_of(members, cfg.ood_quantile)
     for start in range(0, len(rows), cfg.chunk_size):
         chunk = rows.iloc[start : start + cfg.chunk_size]

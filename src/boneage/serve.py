@@ -21,11 +21,15 @@ def build_app(cfg: DictConfig):
     """The app for the run or ensemble of `cfg`, with its limits and batching."""
     members = load_members(cfg.run, plain(cfg.ensemble), cfg.sweep)
     tta, weights = plain(cfg.tta), plain(cfg.weights)
-    fitted = cfg.interval or cfg.calibrate != "none"
-    trust = (
-        trust_of(members, tta, weights, cfg.calibrate, cfg.intervals_by, cfg.age_bin_width, cfg.intervals_scale)
-        if fitted
-        else None
+    trust = trust_of(
+        members,
+        tta,
+        weights,
+        cfg.calibrate,
+        cfg.intervals_by,
+        cfg.age_bin_width,
+        cfg.intervals_scale,
+        bool(cfg.interval),
     )
     model = ServedModel(members, tta, weights, trust, cfg.interval, ood_of(members, cfg.ood_quantile))
     return create_app(model, cfg.max_upload_mb, cfg.max_batch, cfg.max_wait_ms, cfg.max_batch_files)

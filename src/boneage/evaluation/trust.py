@@ -48,6 +48,11 @@ class Trust:
     floor: float = 0.0  # added to every spread: images whose views or members agree exactly still get a width
     spreads: list[float] | None = None  # the calibration images' spreads
 
+    @classmethod
+    def unfitted(cls, bin_width: float = 1.0) -> Trust:
+        """No correction and no residual table: the ages pass unchanged (no intervals)."""
+        return cls(1.0, 0.0, [], None, None, bin_width)
+
     def calibrated(self, predicted: np.ndarray) -> np.ndarray:
         return self.slope * np.asarray(predicted, float) + self.intercept
 
@@ -117,12 +122,15 @@ def _inverted_line(true: np.ndarray, predicted: np.ndarray) -> tuple[float, floa
 
 def trust_of(
     members: Sequence[Any], tta: Sequence[str] | str, weights: Sequence[float] | None, calibrate: str,
-    by: str | None, bin_width: float, scale: str | None = None,
+    by: str | None, bin_width: float, scale: str | None = None, intervals: bool = True,
 ) -> Trust:  # fmt: skip
     """Fitted on the members' shared validation subjects, predicted as they will be (same TTA and
-    weights); an export brings the one it was written with."""
+    weights); an export brings the one it was written with. Without intervals or a calibration
+    to fit, nothing is predicted: the ages pass unchanged."""
     if all(isinstance(member, ExportedMember) for member in members):
         return Trust(**members[0].trust)
+    if not intervals and calibrate == "none":
+        return Trust.unfitted(bin_width)
     rows = shared_rows(members, "val")
     predictions = predict_members(members, rows, tta, weights)
     spreads = spreads_of(members, rows, predictions, scale)

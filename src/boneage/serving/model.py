@@ -22,8 +22,8 @@ class ServedModel:
     members: Sequence[TrainedRun]
     tta: Sequence[str] | str = "none"
     weights: Sequence[float] | None = None
-    trust: Trust | None = None
-    interval_level: float | None = None  # the interval given with each prediction (needs `trust`)
+    trust: Trust = field(default_factory=Trust.unfitted)
+    interval_level: float | None = None  # the interval given with each prediction (needs a fitted `trust`)
     ood: FeatureDistance | None = None  # out-of-distribution flags (from the first member's features)
     batch_sizes: list[int] = field(default_factory=list)  # every batch the network ran, for /model
 
@@ -64,9 +64,9 @@ class ServedModel:
         self.batch_sizes.append(len(rows))
         rows = rows.reset_index(drop=True)
         predicted = predict_members(self.members, rows, self.tta, self.weights)
-        ages = self.trust.calibrated(predicted.combined) if self.trust else predicted.combined
+        ages = self.trust.calibrated(predicted.combined)
         answers = [{"predicted_age": float(age)} for age in ages]
-        if self.trust and self.interval_level:
+        if self.interval_level:
             spreads = spreads_of(self.members, rows, predicted, self.trust.scale)
             lower, upper = self.trust.bounds(ages, rows, self.interval_level, spreads)
             for answer, low, high in zip(answers, lower, upper, strict=True):
