@@ -25,7 +25,7 @@ from boneage.evaluation.markdown import write_markdown
 from boneage.evaluation.metrics import age_bins, evaluation_metrics, regression_metrics
 from boneage.evaluation.ood import FeatureDistance, ood_of
 from boneage.evaluation.plots import plot_evaluation
-from boneage.evaluation.trust import Trust, interval_figures, spreads_of, trust_of
+from boneage.evaluation.trust import Trust, interval_figures, spreads_of, trust_for
 from boneage.evaluation.tta import uses_tta
 from boneage.records import now
 from boneage.resolvers import unique_dir
@@ -38,7 +38,7 @@ def evaluate(cfg: DictConfig) -> Path:
     tta, weights = plain(cfg.tta), plain(cfg.weights)
     predicted = predict_members(members, rows, tta, weights)
     raw, per_member = predicted.combined, predicted.per_member
-    trust = trust_of(members, tta, weights, cfg.calibrate, cfg.intervals_by, cfg.age_bin_width, cfg.intervals_scale)
+    trust = trust_for(members, cfg, tta, weights)
     combined = trust.calibrated(raw)
     predictions = rows[["image", "subject", "sex", "age"]].assign(predicted=combined, error=combined - rows["age"])
     metrics = evaluation_metrics(predictions, cfg.limits, cfg.age_bin_width, cfg.bootstrap, cfg.seed)

@@ -24,7 +24,7 @@ from boneage.errors import ConfigError, ExportError
 from boneage.evaluation.ensemble import load_members, plain, predict_members, shared_test_rows
 from boneage.evaluation.exported import SIDECAR, load_export
 from boneage.evaluation.inference import TrainedRun
-from boneage.evaluation.trust import trust_of
+from boneage.evaluation.trust import trust_for
 from boneage.records import now
 from boneage.resolvers import unique_dir
 
@@ -49,9 +49,7 @@ def export(cfg: DictConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     try:
         sidecar = _write_all(members, weights, out, cfg.format)
-        sidecar["trust"] = trust_of(
-            members, "none", weights, cfg.calibrate, cfg.intervals_by, cfg.age_bin_width, cfg.intervals_scale
-        ).as_dict()
+        sidecar["trust"] = trust_for(members, cfg, "none", weights).as_dict()
         (out / SIDECAR).write_text(json.dumps(sidecar, indent=2))  # the check loads the export as a user would
         sidecar["check"] = _check(members, weights, out, cfg.check_images, cfg.tolerance)
     except BaseException:

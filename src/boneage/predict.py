@@ -17,7 +17,7 @@ from boneage.evaluation.ensemble import load_members, plain, predict_members
 from boneage.evaluation.heatmaps import write_heat_maps
 from boneage.evaluation.inference import TrainedRun
 from boneage.evaluation.ood import ood_of
-from boneage.evaluation.trust import spreads_of, trust_of
+from boneage.evaluation.trust import spreads_of, trust_for
 
 
 def images_to_predict(source: str, image_column: str = "image", image_dir: str | None = None) -> pd.DataFrame:
@@ -68,16 +68,7 @@ def predict(cfg: DictConfig) -> Path:
         unreadable.to_csv(listed, index=False)
     output.unlink(missing_ok=True)
     tta, weights = plain(cfg.tta), plain(cfg.weights)
-    trust = trust_of(
-        members,
-        tta,
-        weights,
-        cfg.calibrate,
-        cfg.intervals_by,
-        cfg.age_bin_width,
-        cfg.intervals_scale,
-        bool(cfg.intervals),
-    )
+    trust = trust_for(members, cfg, tta, weights, bool(cfg.intervals))
     ood = ood_of(members, cfg.ood_quantile)
     for start in range(0, len(rows), cfg.chunk_size):
         chunk = rows.iloc[start : start + cfg.chunk_size]

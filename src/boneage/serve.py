@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from boneage.cli import hydra_command
 from boneage.evaluation.ensemble import load_members, plain
 from boneage.evaluation.ood import ood_of
-from boneage.evaluation.trust import trust_of
+from boneage.evaluation.trust import trust_for
 from boneage.serving.app import create_app
 from boneage.serving.model import ServedModel
 
@@ -21,16 +21,7 @@ def build_app(cfg: DictConfig):
     """The app for the run or ensemble of `cfg`, with its limits and batching."""
     members = load_members(cfg.run, plain(cfg.ensemble), cfg.sweep)
     tta, weights = plain(cfg.tta), plain(cfg.weights)
-    trust = trust_of(
-        members,
-        tta,
-        weights,
-        cfg.calibrate,
-        cfg.intervals_by,
-        cfg.age_bin_width,
-        cfg.intervals_scale,
-        bool(cfg.interval),
-    )
+    trust = trust_for(members, cfg, tta, weights, bool(cfg.interval))
     model = ServedModel(members, tta, weights, trust, cfg.interval, ood_of(members, cfg.ood_quantile))
     return create_app(model, cfg.max_upload_mb, cfg.max_batch, cfg.max_wait_ms, cfg.max_batch_files)
 

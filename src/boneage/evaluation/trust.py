@@ -137,6 +137,17 @@ def trust_of(
     return fit_trust(rows["age"], predictions.combined, rows, calibrate, by, bin_width, scale, spreads)
 
 
+def trust_for(
+    members: Sequence[Any], settings: Any, tta: Sequence[str] | str, weights: Sequence[float] | None,
+    intervals: bool = True,
+) -> Trust:  # fmt: skip
+    """trust_of with a command's own keys (calibrate, intervals_by, age_bin_width, intervals_scale)."""
+    return trust_of(
+        members, tta, weights, settings.calibrate, settings.intervals_by, settings.age_bin_width,
+        settings.intervals_scale, intervals,
+    )  # fmt: skip
+
+
 def spreads_of(
     members: Sequence[Any], rows: pd.DataFrame, predictions: MemberPredictions, scale: str | None
 ) -> np.ndarray | None:
