@@ -8,7 +8,8 @@ import timm
 import torch
 
 from boneage.errors import ConfigError
-from boneage.modules import AgeRegressor, create_backbone
+from boneage.modules.backbones import create_backbone
+from boneage.modules.model import ImageModel
 
 
 def test_unknown_model_name_suggests_the_nearest_timm_names():
@@ -37,9 +38,10 @@ def test_missing_weights_file_names_the_key(tmp_path):
 
 
 def test_regressor_predicts_ages_on_the_training_scale():
-    model = AgeRegressor("test_resnet", dropout=0.0).eval()
-    model.age_mean.fill_(120.0)  # months
-    model.age_std.fill_(30.0)
+    model = ImageModel("test_resnet", dropout=0.0).eval()
+    head = model.task.heads["age"]
+    head.mean.fill_(120.0)  # months
+    head.std.fill_(30.0)
     images = torch.randn(4, 3, 32, 32)
     with torch.no_grad():
         ages = model(images)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from boneage.datamodules import AgeDataModule, SubjectSplit, TableSource
+from boneage.datamodules import ImageDataModule, SubjectSplit, TableSource
 from boneage.errors import DataError
 
 COLUMNS = {"image": "file", "age": "age", "subject": "patient", "sex": "sex"}
@@ -28,9 +28,9 @@ def dataset_folder(tmp_path, rows: list[tuple], n_good: int = 30):
     return TableSource(str(tmp_path / "labels.csv"), str(images), COLUMNS)
 
 
-def datamodule(source, tmp_path, **kwargs) -> AgeDataModule:
+def datamodule(source, tmp_path, **kwargs) -> ImageDataModule:
     split = SubjectSplit(age_bin_width=20, min_subjects_per_bin=1)
-    return AgeDataModule(source, split, 16, 4, num_workers=0, output_dir=str(tmp_path / "run"), **kwargs)
+    return ImageDataModule(source, split, 16, 4, num_workers=0, output_dir=str(tmp_path / "run"), **kwargs)
 
 
 @pytest.mark.parametrize(
@@ -79,7 +79,7 @@ def test_drop_leaves_bad_rows_out_of_every_loader_and_lists_them(tmp_path):
     assert len(data.table) == 30 and data.summary()["dropped_rows"] == 2
     datasets = [loader.dataset for loader in (data.train_dataloader(), data.val_dataloader(), data.test_dataloader())]
     assert sorted(Path(image).name for d in datasets for image in d.images) == sorted(f"ok{i}.png" for i in range(30))
-    assert all(age >= 0 for d in datasets for age in d.ages)  # ok0.png is served with its good row only
+    assert all(age >= 0 for d in datasets for age in d.targets["age"])  # ok0.png is served with its good row only
     dropped = pd.read_csv(tmp_path / "run" / "dropped_rows.csv")
     assert dropped["problem"].tolist() == ["file not found", "negative age"]
     assert dropped["row"].tolist() == [32, 33]

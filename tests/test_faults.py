@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from boneage.errors import ConfigError, DiskFullError, TrainingError
-from boneage.modules import AgeRegressor
+from boneage.modules.model import ImageModel
 from boneage.records import RunRecord
 from boneage.report import build_table
 from boneage.resolvers import unique_dir
@@ -79,7 +79,7 @@ def test_out_of_memory_suggests_a_smaller_batch_with_the_same_effective_batch(co
     def out_of_memory(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(AgeRegressor, "training_step", out_of_memory)
+    monkeypatch.setattr(ImageModel, "training_step", out_of_memory)
     with pytest.raises(TrainingError, match=r"data.batch_size=8 trainer.accumulate_grad_batches=2"):
         train(compose_train(TINY))
 

@@ -33,7 +33,7 @@ def test_older_hands_show_more_bone():
     """Bones lengthen, widen and carpals ossify: the bright area grows with age."""
 
     def bone_area(age: float) -> float:
-        images = [render_hand(age, False, 0.0, 96, np.random.default_rng(seed)) for seed in range(8)]
+        images = [render_hand(age, False, 0.0, 96, np.random.default_rng(seed))[0] for seed in range(8)]
         return float(np.mean([(image > 150).mean() for image in images]))
 
     assert bone_area(3.0) < bone_area(9.0) < bone_area(16.0)

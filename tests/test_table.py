@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from boneage.datamodules import AgeDataModule, SubjectSplit, TableSource
+from boneage.datamodules import ImageDataModule, SubjectSplit, TableSource
 from boneage.datamodules.images import read_grayscale
 from boneage.errors import DataError
 
@@ -42,7 +42,7 @@ def test_csv_and_xlsx_with_custom_column_names(tmp_path, suffix):
     assert table["age"].tolist() == raw["BoneAge(months)"].astype(float).tolist()
     assert set(table["sex"]) == {"F", "M"}
     assert table["subject"].nunique() == 20
-    datamodule = AgeDataModule(source, SubjectSplit(age_bin_width=60), image_size=32, batch_size=4, num_workers=0)
+    datamodule = ImageDataModule(source, SubjectSplit(age_bin_width=60), image_size=32, batch_size=4, num_workers=0)
     batch = next(iter(datamodule.train_dataloader()))
     assert batch["image"].shape == (4, 3, 32, 32)
     assert datamodule.summary()["age_unit"] == "months"

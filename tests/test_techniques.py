@@ -18,11 +18,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from boneage.callbacks import FreezeBackbone
 from boneage.callbacks.averaging import ema_with_warmup
-from boneage.datamodules.balance import balance_weights
+from boneage.tasks.balance import balance_weights
 from boneage.errors import DataError
 from boneage.evaluate import evaluate
 from boneage.evaluation.inference import load_run
-from boneage.modules import AgeRegressor
+from boneage.modules.model import ImageModel
 from boneage.modules.losses import MeanVarianceLoss
 from boneage.report import build_table
 from boneage.train import train
@@ -80,7 +80,7 @@ class WeightSnapshots(pl.Callback):
         self.backbone: list[dict[str, torch.Tensor]] = []
         self.head: list[torch.Tensor] = []
 
-    def snapshot(self, module: AgeRegressor) -> None:
+    def snapshot(self, module: ImageModel) -> None:
         self.backbone.append(copy.deepcopy(module.backbone.state_dict()))
         self.head.append(module.head[1].weight.detach().clone())
 
@@ -113,11 +113,11 @@ def test_frozen_backbone_stays_unchanged_for_its_epochs_then_trains(compose_trai
 
 def test_backbone_and_head_get_their_own_learning_rates():
     optimizer = partial(torch.optim.AdamW, lr=1e-3, weight_decay=0.05)
-    module = AgeRegressor("test_vit", optimizer=optimizer, backbone_lr_scale=0.1)
+    module = ImageModel("test_vit", optimizer=optimizer, backbone_lr_scale=0.1)
     groups = {group["name"]: group["lr"] for group in module.configure_optimizers().param_groups}
     assert groups == {"head": pytest.approx(1e-3), "backbone": pytest.approx(1e-4)}
 
-    layered = AgeRegressor("test_vit", optimizer=optimizer, backbone_lr_scale=0.1, layer_decay=0.5)
+    layered = ImageModel("test_vit", optimizer=optimizer, backbone_lr_scale=0.1, layer_decay=0.5)
     groups = layered.configure_optimizers().param_groups
     by_depth = sorted((g for g in groups if g["name"] != "head"), key=lambda g: int(g["name"].split(".")[1][5:]))
     lrs = [g["lr"] for g in by_depth]
@@ -157,11 +157,11 @@ def test_lds_weights_rare_ages_more_and_reach_the_loss(compose_train):
     batch = next(iter(datamodule.train_dataloader()))
     assert "weight" in batch and not torch.allclose(batch["weight"], torch.ones_like(batch["weight"]))
     losses = torch.tensor([1.0, 3.0])
-    assert AgeRegressor._mean_loss(losses, torch.tensor([3.0, 1.0])) == pytest.approx(1.5)
+    assert ImageModel._mean_loss(losses, torch.tensor([3.0, 1.0])) == pytest.approx(1.5)
 
 
 def test_mixup_mixes_ages_by_the_same_lambda_as_images():
-    module = AgeRegressor("test_resnet", mixup_alpha=0.4, extra_inputs=["sex"])
+    module = ImageModel("test_resnet", mixup_alpha=0.4, extra_inputs=["sex"])
     torch.manual_seed(3)
     batch = {"image": torch.rand(8, 3, 8, 8), "age": torch.arange(8.0), "inputs": torch.rand(8, 1)}
     mixed = module.mixup(batch)
@@ -232,11 +232,11 @@ def test_an_input_column_the_table_lacks_is_named_before_training(compose_train,
 
 def test_compile_channels_last_and_checkpointing_keep_the_results():
     torch.manual_seed(0)
-    plain = AgeRegressor("test_resnet").eval()
+    plain = ImageModel("test_resnet").eval()
     images = torch.rand(4, 3, 32, 32)
     expected = plain(images)
     for options in ({"compile": True}, {"channels_last": True}, {"grad_checkpointing": True}):
-        variant = AgeRegressor("test_resnet", **options)
+        variant = ImageModel("test_resnet", **options)
         variant.load_state_dict(plain.state_dict())
         with torch.no_grad():
             assert torch.allclose(variant.eval()(images), expected, atol=1e-4), options
@@ -305,7 +305,7 @@ def test_ema_of_a_short_run_is_a_real_average_not_the_initial_weights(compose_tr
 
 def test_layer_decay_of_one_gives_every_parameter_one_lr_in_uniquely_named_groups():
     optimizer = partial(torch.optim.AdamW, lr=1e-3, weight_decay=0.05)
-    module = AgeRegressor("test_vit", optimizer=optimizer, layer_decay=1.0)
+    module = ImageModel("test_vit", optimizer=optimizer, layer_decay=1.0)
     groups = module.configure_optimizers().param_groups
     names = [group["name"] for group in groups]
     assert len(names) == len(set(names))

@@ -29,7 +29,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.flop_counter import FlopCounterMode
 
-from boneage.build import build
+from boneage.build import build, build_data_and_module
 from boneage.cli import hydra_command
 from boneage.records import RunRecord, environment
 from boneage.resolvers import register_resolvers
@@ -129,8 +129,7 @@ class EpochTimer(pl.Callback):
 def measure_overhead(cfg: DictConfig) -> dict[str, Any]:
     """boneage's epoch time / a plain loop's, each its fastest epoch after the first (warm-up)."""
     epochs = cfg.bench.overhead_epochs
-    datamodule = build(cfg.data)
-    module = build(cfg.module)
+    datamodule, module = build_data_and_module(cfg)
     timer = EpochTimer()
     callbacks = [build(node) for node in cfg.callbacks.values()] + [timer]
     loggers = [build(node) for node in cfg.logger.values()]
@@ -138,7 +137,7 @@ def measure_overhead(cfg: DictConfig) -> dict[str, Any]:
     trainer.fit(module, datamodule=datamodule)
     boneage_s = min(timer.seconds[1:])
 
-    plain_module = build(cfg.module)
+    plain_module = build(cfg.module, task=datamodule.task)
     plain_s = min(_plain_epochs(plain_module, datamodule, cfg, epochs)[1:])
     images = len(datamodule.rows("train")) // cfg.data.batch_size * cfg.data.batch_size
     return {
@@ -155,11 +154,12 @@ def measure_overhead(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _plain_epochs(module: torch.nn.Module, datamodule: Any, cfg: DictConfig, epochs: int) -> list[float]:
-    """The same training written as a bare PyTorch loop: forward, L1 on standardised ages,
-    backward, gradient clipping, AdamW step, per-batch lr schedule."""
+    """The same training written as a bare PyTorch loop: forward, L1 on standardised ages (or
+    cross-entropy on classes), backward, gradient clipping, AdamW step, per-batch lr schedule."""
     device = torch.device("cuda" if torch.cuda.is_available() and cfg.trainer.accelerator != "cpu" else "cpu")
     model = module.to(device).train()
-    mean, std = datamodule.train_age_stats
+    (name,) = model.task.names
+    head = model.task.heads[name]
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optimizer.lr, weight_decay=cfg.optimizer.weight_decay)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=1000)
     autocast = _autocast(str(cfg.trainer.precision), device)
@@ -170,9 +170,13 @@ def _plain_epochs(module: torch.nn.Module, datamodule: Any, cfg: DictConfig, epo
         loader.sampler.set_epoch(epoch)
         started = time.perf_counter()
         for batch in loader:
-            images, ages = batch["image"].to(device), batch["age"].to(device)
+            images, targets = batch["image"].to(device), batch[name].to(device)
             with autocast:
-                loss = torch.nn.functional.l1_loss(model._standardised(images), (ages - mean) / std)
+                outputs = model.head(model.backbone(images))
+                if head.kind == "classification":
+                    loss = torch.nn.functional.cross_entropy(outputs, targets)
+                else:
+                    loss = torch.nn.functional.l1_loss(outputs.squeeze(1), (targets - head.mean) / head.std)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
@@ -221,7 +225,7 @@ def _measure_model(option: str, settings: dict[str, Any]) -> dict[str, Any]:
         torch.cuda.reset_peak_memory_stats(device)
 
     def train_step() -> None:
-        loss = torch.nn.functional.l1_loss(module._standardised(images), ages)
+        loss = torch.nn.functional.l1_loss(module.head(module.backbone(images)).squeeze(1), ages)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

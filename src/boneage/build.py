@@ -1,8 +1,12 @@
-"""instantiate(), with boneage's own errors surfacing as themselves, not wrapped by Hydra."""
+"""instantiate(), with boneage's own errors surfacing as themselves, not wrapped by Hydra; and the
+data and model of a run, built in the order the task needs (the heads learn their classes and
+scales from the training rows before the network is shaped by them)."""
 
 from __future__ import annotations
 
 from typing import Any
+
+import pytorch_lightning as pl
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
@@ -19,3 +23,21 @@ def build(node: DictConfig, **kwargs: Any) -> Any:
         if isinstance(error.__cause__, BoneageError):
             raise error.__cause__ from None
         raise
+
+
+def build_data_and_module(cfg: DictConfig, **module_options: Any) -> tuple[Any, pl.LightningModule]:
+    """The run's datamodule, set up (table read, split, the task fitted to the training rows),
+    and its LightningModule with that task's heads."""
+    task = build(cfg.task)
+    datamodule = build(cfg.data, task=task)
+    datamodule.prepare_data()
+    datamodule.setup()
+    return datamodule, build(cfg.module, task=task, **module_options)
+
+
+def build_trained_module(config: DictConfig, checkpoint: dict[str, Any], **module_options: Any) -> pl.LightningModule:
+    """The network of a trained run's `config`, shaped as its checkpoint's task was (the classes
+    it learnt), weights not yet loaded."""
+    task = build(config.task)
+    task.restore((checkpoint.get("hyper_parameters") or {}).get("task_state") or {})
+    return build(config.module, task=task, **module_options)

@@ -45,24 +45,35 @@ def check_config(cfg: DictConfig) -> None:
         )
 
 
-def check_checkpoint(path: str, module: nn.Module, model_name: str) -> dict[str, torch.Tensor]:
-    """The state dict of the checkpoint at `path`, once it loads safely and fits `module`;
-    otherwise a clear error says why not."""
+def read_checkpoint(path: str) -> dict[str, Any]:
+    """The checkpoint at `path`, loaded safely (weights only), or a clear error saying why not."""
     file = Path(path)
     if not file.is_file():
         raise ConfigError(f"ckpt_path={path}: no such file.")
     try:
         checkpoint = torch.load(file, map_location="cpu", weights_only=True)
-        state = checkpoint["state_dict"]
+        if "state_dict" not in checkpoint:
+            raise KeyError("it holds no state_dict")
     except Exception as error:  # unpickling, truncation, zip errors: all mean "not usable"
         raise ConfigError(f"ckpt_path={path} is not a readable boneage checkpoint ({error}).") from error
+    return checkpoint
+
+
+def check_checkpoint(
+    path: str, module: nn.Module, model_name: str, checkpoint: dict[str, Any] | None = None
+) -> dict[str, torch.Tensor]:
+    """The state dict of the checkpoint at `path` (read already: `checkpoint`), once it loads
+    safely and fits `module`; otherwise a clear error says why not."""
+    checkpoint = checkpoint if checkpoint is not None else read_checkpoint(path)
+    state = checkpoint["state_dict"]
     trained = (checkpoint.get("hyper_parameters") or {}).get("backbone")
     expected = {name: tuple(tensor.shape) for name, tensor in module.state_dict().items()}
     found = {name: tuple(tensor.shape) for name, tensor in state.items()}
     if trained != model_name or expected != found:
         raise ConfigError(
             f"ckpt_path={path} holds a {trained or 'different'} model with other weights than this run's "
-            f"model.name={model_name}. Resume a run with its own config: python -m boneage.resume <run dir>."
+            f"model.name={model_name} (or other heads or classes). Resume a run with its own config: "
+            "python -m boneage.resume <run dir>."
         )
     return state
 

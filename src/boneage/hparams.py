@@ -16,7 +16,6 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import TensorBoardLogger
 
-FINAL_METRICS = ("val/mae", "val/rmse", "val/pearson", "test/mae", "test/rmse", "test/pearson")
 KEY_SETTINGS = (  # shown for every run, in this order
     "model.name",
     "optimizer.lr",
@@ -28,7 +27,7 @@ KEY_SETTINGS = (  # shown for every run, in this order
     "trainer.max_epochs",
     "seed",
 )
-KEY_GROUPS = ("experiment", "loss", "optimizer", "scheduler", "averaging", "data")  # shown by the option chosen
+KEY_GROUPS = ("task", "experiment", "loss", "optimizer", "scheduler", "averaging", "data")  # shown by the option chosen
 
 
 def hparam_name(metric: str) -> str:
@@ -50,13 +49,19 @@ def run_hparams(cfg: DictConfig, choices: Mapping[str, Any], overrides: list[str
     return params
 
 
-def log_run_hparams(cfg: DictConfig, trainer: pl.Trainer) -> None:
+def final_metrics(module: pl.LightningModule) -> list[str]:
+    """The task's val and test metrics (val/mae, test/acc, val/<head>/srcc, ...): the HParams columns."""
+    return [name for key, collection in module.metrics.items() if key.startswith(("val_", "test_"))
+            for name in collection.keys()]  # fmt: skip
+
+
+def log_run_hparams(cfg: DictConfig, trainer: pl.Trainer, module: pl.LightningModule) -> None:
     """Declare the run's hyperparameters and final-metric slots (filled by log_final_metrics)."""
     hydra = HydraConfig.get() if HydraConfig.initialized() else None
     choices = dict(hydra.runtime.choices) if hydra else {}
     overrides = list(hydra.overrides.task) if hydra else []
     params = run_hparams(cfg, choices, overrides)
-    placeholders = {hparam_name(metric): float("nan") for metric in FINAL_METRICS}
+    placeholders = {hparam_name(metric): float("nan") for metric in final_metrics(module)}
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
             logger.log_hyperparams(params, metrics=placeholders)
@@ -64,8 +69,9 @@ def log_run_hparams(cfg: DictConfig, trainer: pl.Trainer) -> None:
             logger.log_hyperparams(params)
 
 
-def log_final_metrics(trainer: pl.Trainer, metrics: Mapping[str, float]) -> None:
-    final = {hparam_name(k): v for k, v in metrics.items() if k in FINAL_METRICS}
+def log_final_metrics(trainer: pl.Trainer, module: pl.LightningModule, metrics: Mapping[str, float]) -> None:
+    names = final_metrics(module)
+    final = {hparam_name(k): v for k, v in metrics.items() if k in names}
     for logger in trainer.loggers:
         logger.log_metrics(final, step=trainer.global_step)
         logger.save()

@@ -11,14 +11,22 @@ import matplotlib
 matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt
 
-PANELS = (("loss", ("train/loss", "val/loss")), ("MAE", ("train/mae", "val/mae")), ("learning rate", ("lr",)))
 
 
-def plot_training_curves(history: Sequence[dict[str, float]], path: str | Path, unit: str = "") -> None:
-    """Writes one figure with a panel per quantity; keys missing from history are skipped."""
+def plot_training_curves(
+    history: Sequence[dict[str, float]], path: str | Path, unit: str = "", monitor: str = "val/mae"
+) -> None:
+    """Writes one figure with panels for the loss, the task's metric (`monitor`, on train and
+    val) and the lr; keys missing from history are skipped."""
+    metric = monitor.removeprefix("val/")
+    panels = (
+        ("loss", ("train/loss", "val/loss")),
+        ("MAE" if metric == "mae" else metric, (f"train/{metric}", monitor)),
+        ("learning rate", ("lr",)),
+    )
     epochs = [row["epoch"] for row in history]
-    figure, axes = plt.subplots(1, len(PANELS), figsize=(15, 4))
-    for axis, (title, keys) in zip(axes, PANELS, strict=True):
+    figure, axes = plt.subplots(1, len(panels), figsize=(15, 4))
+    for axis, (title, keys) in zip(axes, panels, strict=True):
         for key in keys:
             values = [row.get(key) for row in history]
             if any(value is not None for value in values):

@@ -62,6 +62,8 @@ RESOLVERS = {
     "boneage.loader_workers": loader_workers,
     "boneage.unique_dir": unique_dir,
     "boneage.not": lambda value: not value,
+    "boneage.slug": lambda metric: metric.replace("/", "_"),  # val/mae -> val_mae (file names)
+    "boneage.direction": lambda mode: {"min": "minimize", "max": "maximize"}[mode],  # task.mode -> Optuna's
 }
 
 

@@ -1,27 +1,33 @@
-"""The few lines printed at the end of a run."""
+"""The few lines printed at the end of a run: the task's metrics beside the trivial predictor's."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+
+STAGES = ("val", "test")
 
 
 def format_summary(
     metrics: Mapping[str, float],
-    mean_predictor_mae: Mapping[str, float],
-    unit: str,
+    columns: Sequence[tuple[str, str]],
+    trivial: Sequence[tuple[str, Mapping[str, float]]],
+    note: str,
     best_checkpoint: str | None,
     run_dir: str,
 ) -> str:
-    lines = ["", f"{'':6}{'MAE':>9}{'RMSE':>9}{'Pearson r':>11}{'mean-predictor MAE':>21}"]
-    for stage in ("val", "test"):
-        if f"{stage}/mae" not in metrics:
+    """`columns`: (title, metric name after the stage) of the task's figures; `trivial`: (title,
+    value per stage) of what the trivial predictor (the training mean, the majority class) scores."""
+    widths = [max(9, len(title) + 2) for title, _ in columns] + [len(title) + 3 for title, _ in trivial]
+    titles = [title for title, _ in (*columns, *trivial)]
+    lines = ["", f"{'':6}" + "".join(f"{title:>{width}}" for title, width in zip(titles, widths, strict=True))]
+    for stage in STAGES:
+        if f"{stage}/{columns[0][1]}" not in metrics:
             continue
-        lines.append(
-            f"{stage:6}{metrics[f'{stage}/mae']:9.3f}{metrics[f'{stage}/rmse']:9.3f}"
-            f"{metrics[f'{stage}/pearson']:11.3f}{mean_predictor_mae.get(stage, float('nan')):21.3f}"
-        )
+        values = [metrics.get(f"{stage}/{key}", float("nan")) for _, key in columns]
+        values += [by_stage.get(stage, float("nan")) for _, by_stage in trivial]
+        lines.append(f"{stage:6}" + "".join(f"{value:{width}.3f}" for value, width in zip(values, widths, strict=True)))
     lines += [
-        f"(errors in {unit}; the mean predictor always answers the training set's mean age)",
+        note,
         f"best checkpoint: {best_checkpoint or 'none saved (current weights evaluated)'}",
         f"run directory:   {run_dir}",
     ]

@@ -28,7 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from boneage.build import build
+from boneage.build import build, build_data_and_module
 from boneage.checks import check_checkpoint, check_config, check_free_space
 from boneage.cli import hydra_command
 from boneage.ddp import ddp_failures_explained, distributed_job_scope, route_ranks_to_job_directory
@@ -44,7 +44,7 @@ from boneage.trackers import end_tracker_runs
 
 log = logging.getLogger(__name__)
 
-SUMMARY_KEYS = ("metrics", "mean_predictor_mae", "unit", "best_checkpoint", "run_dir")
+SUMMARY_KEYS = ("metrics", "columns", "trivial", "note", "best_checkpoint", "run_dir")
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -94,8 +94,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 def _fit_and_evaluate(cfg: DictConfig) -> dict[str, Any]:
     check_config(cfg)
     pl.seed_everything(cfg.seed, workers=True)
-    datamodule = build(cfg.data)
-    module = build(cfg.module)
+    datamodule, module = build_data_and_module(cfg)
     if cfg.get("ckpt_path"):
         check_checkpoint(cfg.ckpt_path, module, cfg.model.name)
     callbacks = [build(c) for c in (cfg.get("callbacks") or {}).values()]
@@ -111,7 +110,7 @@ def _fit_and_evaluate(cfg: DictConfig) -> dict[str, Any]:
 def _fit_and_test(
     cfg: DictConfig, trainer: pl.Trainer, datamodule: pl.LightningDataModule, module: pl.LightningModule
 ) -> dict[str, Any]:
-    log_run_hparams(cfg, trainer)
+    log_run_hparams(cfg, trainer, module)
     if cfg.train:
         check_free_space(cfg.paths.output_dir, module)
         with _explained_out_of_memory(cfg):
@@ -122,15 +121,17 @@ def _fit_and_test(
     metrics = trainer.validate(module, **evaluate)[0]
     if cfg.test:
         metrics |= trainer.test(module, **evaluate)[0]
-    log_final_metrics(trainer, metrics)
+    log_final_metrics(trainer, module, metrics)
     data = datamodule.summary()
     speed = None
     if trainer.is_global_zero:
         speed = measure_inference(module, datamodule.val_dataloader(), trainer.strategy.root_device)
+    task = datamodule.task
     return {
         "metrics": metrics,
-        "mean_predictor_mae": data["mean_predictor_mae"],
-        "unit": data["age_unit"],
+        "columns": task.summary_columns(),
+        "trivial": task.trivial_columns(data["trivial_predictor"]),
+        "note": task.summary_note(data["age_unit"]),
         "best_checkpoint": best,
         "run_dir": cfg.paths.output_dir,
         "speed": speed,

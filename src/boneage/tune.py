@@ -28,7 +28,7 @@ def tune(cfg: DictConfig) -> float | int:
         raise ConfigError(f"find must be one of {list(FINDERS)}, not {cfg.find!r}.")
     check_config(cfg)
     pl.seed_everything(cfg.seed, workers=True)
-    datamodule, module = build(cfg.data), build(cfg.module)
+    datamodule, module = build_data_and_module(cfg)
     # The finders set their own step limits; the epochs must not end them first.
     quiet = {"callbacks": [], "logger": False, "enable_checkpointing": False, "plugins": None}
     trainer = build(cfg.trainer, max_epochs=10_000, **quiet)

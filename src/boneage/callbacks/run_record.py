@@ -105,7 +105,8 @@ class RunRecordCallback(pl.Callback):
     def _plot(self, trainer: pl.Trainer) -> None:
         if self.history:
             unit = getattr(getattr(trainer.datamodule, "source", None), "age_unit", "")
-            plot_training_curves(self.history, self.output_dir / "training_curves.png", unit)
+            monitor = getattr(trainer.checkpoint_callback, "monitor", None) or "val/mae"
+            plot_training_curves(self.history, self.output_dir / "training_curves.png", unit, monitor)
 
 
 def _model_facts(module: pl.LightningModule) -> dict[str, Any]:
@@ -113,7 +114,7 @@ def _model_facts(module: pl.LightningModule) -> dict[str, Any]:
     return hparams | {
         "parameters": sum(p.numel() for p in module.parameters()),
         "trainable_parameters": sum(p.numel() for p in module.parameters() if p.requires_grad),
-        "loss": type(getattr(module, "loss", None)).__name__,
+        "loss": ", ".join(type(head.loss).__name__ for head in module.task.heads.values()),
     }
 
 

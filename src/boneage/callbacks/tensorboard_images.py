@@ -51,7 +51,7 @@ class TensorBoardImages(pl.Callback):
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self._test or not (writer := _writer(trainer)):
             return
-        true = torch.cat([part["age"] for part in self._test]).numpy()
+        true = torch.cat([part["true"] for part in self._test]).numpy()
         predicted = torch.cat([part["predicted"] for part in self._test]).numpy()
         writer.add_figure(
             "test/predicted_vs_true", predicted_vs_true_figure(true, predicted, self.unit), trainer.global_step

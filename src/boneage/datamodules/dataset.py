@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import albumentations as A
 import numpy as np
 import pandas as pd
@@ -13,9 +15,10 @@ from boneage.datamodules.images import read_grayscale
 from boneage.seeding import derived_seed
 
 
-class AgeImageDataset(Dataset):
-    """Yields {"image": CHW float tensor, "age": float tensor, "index": row number}, plus
-    "inputs" (the encoded table inputs) and "weight" (the loss weight) when given.
+class ImageDataset(Dataset):
+    """Yields {"image": CHW float tensor, "index": row number}, each target by its head's name
+    (`targets`: an age or score as a float, a class as its index, -1 or NaN where missing),
+    plus "inputs" (the encoded table inputs) and "weight" (the loss weight) when given.
 
     A sample is asked for by its row index, or by `(epoch, index)` as `EpochSampler`
     yields it: with `augmentation_seed`, its random augmentation is then seeded by (seed,
@@ -27,13 +30,14 @@ class AgeImageDataset(Dataset):
         self,
         table: pd.DataFrame,
         pipeline: A.Compose,
+        targets: Mapping[str, np.ndarray] | None = None,
         augmentation_seed: int | None = None,
         inputs: np.ndarray | None = None,
         weights: np.ndarray | None = None,
         cache: CachedImages | None = None,
     ) -> None:
         self.images = table["image"].tolist()
-        self.ages = table["age"].to_numpy(np.float32)
+        self.targets = {name: torch.as_tensor(values) for name, values in (targets or {}).items()}
         self.pipeline = pipeline
         self.augmentation_seed = augmentation_seed
         self.inputs = None if inputs is None or inputs.shape[1] == 0 else torch.as_tensor(inputs)
@@ -49,7 +53,7 @@ class AgeImageDataset(Dataset):
             self.pipeline.set_random_seed(derived_seed(self.augmentation_seed, epoch, index))
         path = self.images[index]
         image = self.pipeline(image=self.cache[path] if self.cache else read_grayscale(path))["image"]
-        sample = {"image": image, "age": torch.tensor(self.ages[index]), "index": index}
+        sample = {"image": image, "index": index} | {name: values[index] for name, values in self.targets.items()}
         if self.inputs is not None:
             sample["inputs"] = self.inputs[index]
         if self.weights is not None:

@@ -1,8 +1,9 @@
-"""Subject-level train/val/test split, stratified by age bins.
+"""Subject-level train/val/test split, stratified by the target: age bins, classes, score quantiles.
 
 Splitting images instead of subjects leaks: two radiographs of one child look alike, so a
 model that saw one in training is graded on a near-copy. Every image of a subject goes to
-the same set, and each age bin contributes its share of subjects to each set.
+the same set, and each stratum (an age bin, a class) contributes its share of subjects to
+each set.
 """
 
 from __future__ import annotations
@@ -13,19 +14,21 @@ import numpy as np
 import pandas as pd
 
 from boneage.errors import ConfigError
+from boneage.tasks import AgeHead
+from boneage.tasks.base import Head
 
 SETS = ("train", "val", "test")
 
 
 @dataclass
 class SubjectSplit:
-    """Fractions of subjects held out for validation and test, per age bin, seeded."""
+    """Fractions of subjects held out for validation and test, per stratum, seeded."""
 
     test_fraction: float = 0.2
     val_fraction: float = 0.1
-    age_bin_width: float = 10.0  # in the table's age unit; subjects binned by their mean age
+    age_bin_width: float = 10.0  # age task: in the table's age unit; subjects binned by their mean age
     seed: int = 42
-    min_subjects_per_bin: int = 3  # a thinner age bin cannot be shared out between the sets
+    min_subjects_per_bin: int = 3  # a thinner stratum (age bin, class) cannot be shared out between the sets
     folds: int | None = None  # k-fold cross-validation (data.folds): test fixed, the rest rotated through k folds
     fold: int = 0  # with folds: the fold that is the validation set (data.fold; the others train)
 
@@ -46,15 +49,16 @@ class SubjectSplit:
                 f"data.folds must be 2 or more and data.fold in [0, folds); got {self.folds}, {self.fold}."
             )
 
-    def assign(self, table: pd.DataFrame) -> pd.Series:
-        """The set ('train', 'val' or 'test') of every row of `table`, by its subject."""
-        subject_age = table.groupby("subject", sort=True)["age"].mean()
-        age_bin = np.floor(subject_age / self.age_bin_width).astype(int)
-        self._check_bins_are_populated(age_bin)
+    def assign(self, table: pd.DataFrame, head: Head | None = None) -> pd.Series:
+        """The set ('train', 'val' or 'test') of every row of `table`, by its subject, stratified
+        by `head`'s strata (default: the age task's age bins)."""
+        head = head if head is not None else AgeHead()
+        strata = head.subject_strata(table[head.name], table["subject"], self.age_bin_width).sort_index()
+        self._check_strata_are_populated(strata, head)
         rng = np.random.default_rng(self.seed)
-        subject_set = pd.Series("train", index=subject_age.index, dtype=object)
-        dealt = 0  # subjects dealt to folds so far: bins continue the rotation, so folds stay equal in size
-        for _, members in subject_age.groupby(age_bin):
+        subject_set = pd.Series("train", index=strata.index, dtype=object)
+        dealt = 0  # subjects dealt to folds so far: strata continue the rotation, so folds stay equal in size
+        for _, members in strata.groupby(strata, dropna=False):
             shuffled = rng.permutation(members.index.to_numpy())
             n_test = round(len(shuffled) * self.test_fraction)
             subject_set[shuffled[:n_test]] = "test"
@@ -68,18 +72,21 @@ class SubjectSplit:
         self._check_none_empty(subject_set)
         return table["subject"].map(subject_set).rename("set")
 
-    def _check_bins_are_populated(self, age_bin: pd.Series) -> None:
-        counts = age_bin.value_counts().sort_index()
+    def _check_strata_are_populated(self, strata: pd.Series, head: Head) -> None:
+        counts = strata.value_counts(dropna=False).sort_index()
         thin = counts[counts < self.min_subjects_per_bin]
-        if len(thin):
-            bins = ", ".join(
-                f"[{b * self.age_bin_width:g}, {(b + 1) * self.age_bin_width:g}): {n}" for b, n in thin.items()
-            )
-            raise ConfigError(
-                f"Age bins with fewer than {self.min_subjects_per_bin} subjects cannot be stratified "
-                f"({bins}). Use wider bins (data.split.age_bin_width, now {self.age_bin_width:g}) "
-                "or lower data.split.min_subjects_per_bin."
-            )
+        if not len(thin):
+            return
+        listed = ", ".join(f"{head.stratum_name(stratum, self.age_bin_width)}: {n}" for stratum, n in thin.items())
+        wider = (
+            f"Use wider bins (data.split.age_bin_width, now {self.age_bin_width:g})"
+            if isinstance(head, AgeHead)
+            else "Add subjects of these, merge or drop them (data.on_bad_rows=drop after marking them)"
+        )
+        raise ConfigError(
+            f"Strata with fewer than {self.min_subjects_per_bin} subjects cannot be stratified into "
+            f"train/val/test (subjects: {listed}). {wider}, or lower data.split.min_subjects_per_bin."
+        )
 
     def _check_none_empty(self, subject_set: pd.Series) -> None:
         wanted = {"train": 1.0, "val": 1 / self.folds if self.folds else self.val_fraction, "test": self.test_fraction}
@@ -93,15 +100,18 @@ class SubjectSplit:
                 )
 
 
-def split_summary(table: pd.DataFrame) -> dict[str, dict[str, float]]:
-    """Images, subjects and age statistics of each set of a table that has a 'set' column."""
+def split_summary(table: pd.DataFrame, target: str = "age") -> dict[str, dict[str, float]]:
+    """Images, subjects and statistics of the `target` column in each set of a table that has
+    a 'set' column (mean and std of a number, the count of each class)."""
     summary = {}
+    numeric = pd.api.types.is_numeric_dtype(table[target])
     for name in SETS:
         rows = table[table["set"] == name]
-        summary[name] = {
-            "images": len(rows),
-            "subjects": int(rows["subject"].nunique()),
-            "age_mean": round(float(rows["age"].mean()), 4) if len(rows) else None,
-            "age_std": round(float(rows["age"].std()), 4) if len(rows) > 1 else None,
-        }
+        sizes: dict = {"images": len(rows), "subjects": int(rows["subject"].nunique())}
+        if numeric:
+            sizes[f"{target}_mean"] = round(float(rows[target].mean()), 4) if len(rows) else None
+            sizes[f"{target}_std"] = round(float(rows[target].std()), 4) if len(rows) > 1 else None
+        else:
+            sizes[f"{target}_counts"] = {str(k): int(v) for k, v in rows[target].value_counts().sort_index().items()}
+        summary[name] = sizes
     return summary

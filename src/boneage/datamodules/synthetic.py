@@ -6,6 +6,10 @@ to cap their shafts and then fuse (the growth-plate gap closes), and the carpal 
 ossify one after another. Girls mature earlier than boys; every subject has its own
 maturity offset, and each subject is imaged at several visits. Hand size, position,
 rotation, exposure and noise vary per image, so age must be read from the anatomy.
+
+Beside the age, each image carries two more labels for the other tasks' demos: its
+developmental stage (a class read from the anatomy: task=classify) and its acquisition
+quality (a score from its blur and noise: task=score); task=multitask learns all three.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +27,8 @@ import numpy as np
 import pandas as pd
 
 from boneage.datamodules.table import TableSource
+from boneage.errors import ConfigError
+from boneage.tasks.base import Head
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +90,21 @@ def maturity_of(age: float, female: bool, offset: float) -> float:
     return float(np.clip((age + FEMALE_ADVANCE * female + offset) / ADULT_AGE, 0.0, 1.0))
 
 
-def render_hand(age: float, female: bool, offset: float, size: int, rng: np.random.Generator) -> np.ndarray:
-    """One grayscale uint8 radiograph-like image (size x size) of a hand at this age."""
+# Developmental stages by skeletal maturity (the classification demo's classes).
+STAGES = ((0.3, "infant"), (0.6, "child"), (0.85, "adolescent"), (1.01, "mature"))
+# Columns of the demo table that each target role reads (the roles of data.source.columns).
+DEMO_COLUMNS = {"age": "age_years", "label": "stage", "stage": "stage", "score": "quality", "quality": "quality"}
+
+
+def stage_of(maturity: float) -> str:
+    return next(name for upper, name in STAGES if maturity < upper)
+
+
+def render_hand(
+    age: float, female: bool, offset: float, size: int, rng: np.random.Generator
+) -> tuple[np.ndarray, float]:
+    """One grayscale uint8 radiograph-like image (size x size) of a hand at this age, and the
+    quality of its acquisition (0-100: less blur and noise is better)."""
     canvas = size * RENDER_SCALE
     maturity = maturity_of(age, female, offset)
     growth = 0.62 + 0.38 * _smoothstep(0.0, 1.0, maturity)  # children's hands are smaller
@@ -187,14 +207,18 @@ def _ellipse(canvas, centre, axes, angle, value) -> None:
     np.maximum(canvas, value * mask, out=canvas)
 
 
-def _expose(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Acquisition: exposure, contrast, a heel-effect gradient, blur and quantum noise."""
+def _expose(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """Acquisition: exposure, contrast, a heel-effect gradient, blur and quantum noise; the
+    quality score falls linearly with the blur and the noise (each half of it)."""
     height = image.shape[0]
     gradient = np.linspace(1.0 - rng.uniform(0, 0.15), 1.0, height, dtype=np.float32)[:, None]
     image = image * gradient * rng.uniform(0.8, 1.15) + rng.uniform(-0.04, 0.06)
-    image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.4, 0.9))
-    image = image + rng.normal(0.0, rng.uniform(0.02, 0.05), image.shape).astype(np.float32)
-    return (np.clip(image, 0.0, 1.0) * 255).astype(np.uint8)
+    blur = rng.uniform(0.4, 0.9)
+    image = cv2.GaussianBlur(image, (0, 0), blur)
+    noise = rng.uniform(0.02, 0.05)
+    image = image + rng.normal(0.0, noise, image.shape).astype(np.float32)
+    quality = 100 * (1 - 0.5 * (blur - 0.4) / 0.5 - 0.5 * (noise - 0.02) / 0.03)
+    return (np.clip(image, 0.0, 1.0) * 255).astype(np.uint8), round(quality, 2)
 
 
 def _smoothstep(low: float, high: float, x: float) -> float:
@@ -237,7 +261,7 @@ class SyntheticHands:
     def folder(self) -> Path:
         low, high = self.visits_per_subject
         name = (
-            f"hands_n{self.n_subjects}_v{low}-{high}_px{self.image_size}"
+            f"hands2_n{self.n_subjects}_v{low}-{high}_px{self.image_size}"
             f"_age{self.min_age:g}-{self.max_age:g}_seed{self.seed}"
         )
         return Path(self.root).expanduser() / name
@@ -246,14 +270,19 @@ class SyntheticHands:
 
     @property
     def path(self) -> str:
-        return self.table.path
+        return self.table().path
 
-    @property
-    def table(self) -> TableSource:
+    def table(self, targets: Sequence[str] = ("age",)) -> TableSource:
+        unknown = set(targets) - set(DEMO_COLUMNS)
+        if unknown:
+            raise ConfigError(
+                f"The demo data has no target for the head(s) {sorted(unknown)}; its targets are "
+                f"{sorted(DEMO_COLUMNS)}. Name the heads after them, or train on your table (data=table)."
+            )
         return TableSource(
             path=str(self.folder / "labels.csv"),
             image_dir=str(self.folder / "images"),
-            columns={"image": "image", "age": "age_years", "subject": "subject", "sex": "sex"},
+            columns={"image": "image", "subject": "subject", "sex": "sex"} | {t: DEMO_COLUMNS[t] for t in targets},
             age_unit="years",
         )
 
@@ -273,9 +302,9 @@ class SyntheticHands:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
-    def load(self) -> pd.DataFrame:
+    def load(self, heads: Mapping[str, Head] | None = None) -> pd.DataFrame:
         self.prepare()
-        return self.table.load()
+        return self.table(list(heads) if heads is not None else ["age"]).load(heads)
 
     def _generate_into(self, folder: Path) -> None:
         rng = np.random.default_rng(self.seed)
@@ -289,10 +318,11 @@ class SyntheticHands:
             visits = int(rng.integers(low, high + 1))
             age = rng.uniform(self.min_age, self.max_age - (visits - 1))
             for visit in range(visits):
-                image = render_hand(age, female, offset, self.image_size, rng)
+                image, quality = render_hand(age, female, offset, self.image_size, rng)
                 name = f"{subject}_v{visit + 1}.png"
                 cv2.imwrite(str(folder / "images" / name), image)
-                rows.append((name, subject, "F" if female else "M", round(age, 2)))
+                stage = stage_of(maturity_of(age, female, offset))
+                rows.append((name, subject, "F" if female else "M", round(age, 2), stage, quality))
                 age = min(age + rng.uniform(0.5, 1.5), self.max_age)
-        table = pd.DataFrame(rows, columns=["image", "subject", "sex", "age_years"])
+        table = pd.DataFrame(rows, columns=["image", "subject", "sex", "age_years", "stage", "quality"])
         table.to_csv(folder / "labels.csv", index=False)

@@ -12,8 +12,10 @@ import pandas as pd
 from boneage.datamodules.sex import read_sex
 from boneage.datamodules.validation import row_problems
 from boneage.errors import DataError
+from boneage.tasks import AgeHead
+from boneage.tasks.base import Head
 
-COLUMN_ROLES = ("image", "age", "subject", "sex")
+FIXED_ROLES = ("image", "subject", "sex")  # beside these, each of the task's heads is a role (age, label, ...)
 AGE_UNITS = ("years", "months")
 DERIVED_COLUMNS = ("problem", "file", "set")  # columns boneage adds; a table's own of these names is not kept
 
@@ -22,8 +24,9 @@ DERIVED_COLUMNS = ("problem", "file", "set")  # columns boneage adds; a table's 
 class TableSource:
     """Where the labels and images are, and which table column plays which role.
 
-    `columns` maps boneage's roles (image, age, subject, sex) to the table's own column
-    names; subject and sex may be null. Ages stay in the declared `age_unit`. A table that
+    `columns` maps boneage's roles (image, subject, sex, and each target the task predicts:
+    age, score, label, a multi-task head's name) to the table's own column names; subject
+    and sex may be null. Ages stay in the declared `age_unit`. A table that
     holds ids rather than file names gets `image_suffix` appended (RSNA: `<id>.png`);
     `sex_codes` declares codes such as True/False or 0/1.
     """
@@ -41,21 +44,22 @@ class TableSource:
     def prepare(self) -> None:
         """Nothing to download or generate: the user's files are already on disk."""
 
-    def load(self) -> pd.DataFrame:
-        """The table as columns image (absolute path), file (as written), age, subject,
-        sex (F/M/None), row (its number in the file), problem (what is wrong, or None), and
-        the table's other columns as they are."""
+    def load(self, heads: Mapping[str, Head] | None = None) -> pd.DataFrame:
+        """The table as columns image (absolute path), file (as written), one per head of the
+        task (default: age), subject, sex (F/M/None), row (its number in the file), problem
+        (what is wrong, or None), and the table's other columns as they are."""
+        heads = heads if heads is not None else {"age": AgeHead()}
         if self.age_unit not in AGE_UNITS:
             raise DataError(f"data.source.age_unit must be one of {AGE_UNITS}, not {self.age_unit!r}.")
         raw = self._read()
-        mapping = self._checked_mapping(raw)
+        mapping = self._checked_mapping(raw, list(heads))
         image_dir = Path(self.image_dir).expanduser()
         names = raw[mapping["image"]].astype(str).str.strip() + self.image_suffix
         raw_sex = raw[mapping["sex"]] if mapping["sex"] else pd.Series(None, index=raw.index, dtype=object)
         table = pd.DataFrame(
             {
                 "image": names,
-                "age": pd.to_numeric(raw[mapping["age"]], errors="coerce").astype(float),
+                **{name: head.read(raw[mapping[name]]) for name, head in heads.items()},
                 "subject": (raw[mapping["subject"]] if mapping["subject"] else names).astype(str),
                 "sex": read_sex(raw_sex, self.sex_codes),
                 "raw_sex": raw_sex.where(raw_sex.notna(), None),
@@ -64,7 +68,8 @@ class TableSource:
         )
         for column in raw.columns.difference([*mapping.values(), *table.columns, *DERIVED_COLUMNS], sort=False):
             table[column] = raw[column]  # other columns ride along: model inputs (data.extra_inputs), reports
-        table["problem"] = row_problems(table, image_dir, self.age_unit)
+        target_problems = [head.problems(table[name], self) for name, head in heads.items()]
+        table["problem"] = row_problems(table, image_dir, target_problems)
         table["file"] = names
         table["image"] = [str(image_dir.resolve() / name) for name in names]
         return table.drop(columns="raw_sex")
@@ -81,16 +86,20 @@ class TableSource:
             raise DataError(f"Label table {path} has no rows.")
         return raw
 
-    def _checked_mapping(self, raw: pd.DataFrame) -> dict[str, str | None]:
-        unknown = set(self.columns) - set(COLUMN_ROLES)
+    def _checked_mapping(self, raw: pd.DataFrame, targets: list[str]) -> dict[str, str | None]:
+        roles = [*FIXED_ROLES, *targets]
+        unknown = set(self.columns) - set(roles) - {"age"}  # an age column may stay mapped under another task
         if unknown:
             raise DataError(
-                f"data.source.columns has unknown role(s) {sorted(unknown)}; the roles are {list(COLUMN_ROLES)}."
+                f"data.source.columns has unknown role(s) {sorted(unknown)}; the roles are {roles} "
+                "(the task's targets: see task=)."
             )
-        mapping = {role: self.columns.get(role) for role in COLUMN_ROLES}
-        for role in ("image", "age"):
+        mapping = {role: self.columns.get(role) for role in roles}
+        for role in ("image", *targets):
             if not mapping[role]:
-                raise DataError(f"data.source.columns.{role} must name a column of {self.path}.")
+                raise DataError(
+                    f"data.source.columns.{role} must name a column of {self.path} (the task predicts {role})."
+                )
         for role, column in mapping.items():
             if column and column not in raw.columns:
                 raise DataError(

@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from boneage.datamodules.images import IMAGE_SUFFIXES, is_readable_image
 
-# Ages beyond these are typos (a year of birth, months entered as days...), not people.
-PLAUSIBLE_MAX_AGE = {"years": 130.0, "months": 130.0 * 12}
 SEX_CODES_HINT = " (declare what it means: data.source.sex_codes, e.g. {true: M, false: F})"
 
 
-def row_problems(table: pd.DataFrame, image_dir: Path, age_unit: str) -> pd.Series:
-    """What is wrong with each row (None where nothing is): first problem found wins.
+def row_problems(table: pd.DataFrame, image_dir: Path, target_problems: Sequence[pd.Series] = ()) -> pd.Series:
+    """What is wrong with each row (None where nothing is): first problem found wins, the
+    targets' own (`target_problems`, one per head of the task) first.
 
-    `table` holds image (path as written), age (NaN where not a number), sex, and
-    raw_sex (the cell as written, to tell an unknown code from an empty cell).
+    `table` holds image (path as written), sex, and raw_sex (the cell as written, to tell an
+    unknown code from an empty cell).
     """
     problems = pd.Series(None, index=table.index, dtype=object)
 
@@ -25,10 +25,8 @@ def row_problems(table: pd.DataFrame, image_dir: Path, age_unit: str) -> pd.Seri
         fresh = mask & problems.isna()
         problems[fresh] = reason if isinstance(reason, str) else reason[fresh]
 
-    flag(table["age"].isna(), "age missing or not a number")
-    flag(table["age"] < 0, "negative age")
-    limit = PLAUSIBLE_MAX_AGE[age_unit]
-    flag(table["age"] > limit, f"implausible age (over {limit:g} {age_unit})")
+    for found in target_problems:
+        flag(found.notna(), found)
     unknown_sex = table["raw_sex"].notna() & table["sex"].isna()
     flag(unknown_sex, "unknown sex code " + table["raw_sex"].astype(str).map(repr) + SEX_CODES_HINT)
     first_row = table.groupby("image")["row"].transform("first")

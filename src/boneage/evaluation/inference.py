@@ -20,13 +20,14 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from boneage.checks import check_checkpoint
-from boneage.datamodules.dataset import AgeImageDataset
+from boneage.build import build_trained_module
+from boneage.checks import check_checkpoint, read_checkpoint
+from boneage.datamodules.dataset import ImageDataset
 from boneage.datamodules.inputs import encode_inputs
 from boneage.datamodules.transforms import build_pipeline, preprocessing
 from boneage.errors import ConfigError
 from boneage.evaluation.tta import Views, tta_views
-from boneage.modules import AgeRegressor
+from boneage.modules.model import ImageModel
 from boneage.records import RunRecord
 
 PREPROCESSING = ("image_size", "clahe", "clahe_clip_limit", "clahe_tile_grid")  # preprocessing()'s arguments
@@ -40,13 +41,12 @@ def predict_views(
     """`forward`'s answer (an age, a spread, features) for each TTA view of each image of `rows`
     (column `image`), read with a run's preprocessing `settings` (image_size, clahe...,
     augment, inputs): an array (views, images, ...)."""
-    table = rows.assign(age=rows.get("age", np.nan))
     inputs = encode_inputs(
-        table, settings["inputs"], f"the images for {name} (trained with table inputs: give a table)"
+        rows, settings["inputs"], f"the images for {name} (trained with table inputs: give a table)"
     )
     steps = preprocessing(*(settings[key] for key in PREPROCESSING))
     views = Views([build_pipeline(steps, view) for view in tta_views(tta, settings["augment"]).values()])
-    loader = DataLoader(AgeImageDataset(table, views, inputs=inputs), batch_size=batch_size)
+    loader = DataLoader(ImageDataset(rows, views, inputs=inputs), batch_size=batch_size)
     predictions = []
     with torch.inference_mode():
         for batch in loader:
@@ -62,7 +62,7 @@ class TrainedRun:
     run_dir: Path
     checkpoint: Path
     config: DictConfig
-    module: AgeRegressor
+    module: ImageModel
 
     @property
     def name(self) -> str:
@@ -152,8 +152,9 @@ def load_run(target: str | Path) -> TrainedRun:
     if not config_file.is_file():
         raise ConfigError(f"run={target}: {config_file} is missing; it holds the run's preprocessing settings.")
     config = OmegaConf.load(config_file)
-    module = instantiate(config.module, pretrained=False, weights=None, compile=False)  # the trained network's shape
-    module.load_state_dict(check_checkpoint(str(checkpoint), module, config.model.name))
+    saved = read_checkpoint(str(checkpoint))
+    module = build_trained_module(config, saved, pretrained=False, weights=None, compile=False)
+    module.load_state_dict(check_checkpoint(str(checkpoint), module, config.model.name, saved))
     return TrainedRun(run_dir, checkpoint, config, module.eval())
 
 

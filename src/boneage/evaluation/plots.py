@@ -1,4 +1,5 @@
-"""Evaluation figures: predicted against true age, Bland-Altman, MAE per age bin."""
+"""Evaluation figures: predicted against true age (or score), Bland-Altman, MAE per age bin,
+and the confusion matrix of a classification."""
 
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ import pandas as pd
 from boneage.plots import save_figure
 
 
-def predicted_vs_true_figure(true: np.ndarray, predicted: np.ndarray, unit: str) -> plt.Figure:
-    """Scatter of predicted against true age with the identity line (files and TensorBoard)."""
+def predicted_vs_true_figure(true: np.ndarray, predicted: np.ndarray, unit: str, quantity: str = "age") -> plt.Figure:
+    """Scatter of predicted against true values with the identity line (files and TensorBoard)."""
     figure, axis = plt.subplots(figsize=(5, 5))
     axis.scatter(true, predicted, s=8, alpha=0.5)
     low, high = float(min(true.min(), predicted.min())), float(max(true.max(), predicted.max()))
     axis.plot([low, high], [low, high], color="black", linewidth=1, label="identity")
-    axis.set(xlabel=f"true age ({unit})", ylabel=f"predicted age ({unit})", title="Predicted vs true")
+    suffix = f" ({unit})" if unit else ""
+    axis.set(xlabel=f"true {quantity}{suffix}", ylabel=f"predicted {quantity}{suffix}", title="Predicted vs true")
     axis.legend()
     return figure
 
@@ -51,3 +53,23 @@ def plot_evaluation(predictions: pd.DataFrame, mae_per_bin: Mapping[str, Mapping
     axis.tick_params(axis="x", rotation=45)
     save_figure(figure, paths["mae_per_age_bin"])
     return list(paths.values())
+
+
+def confusion_matrix_figure(confusion: np.ndarray, labels: list[str], path: Path) -> Path:
+    """The confusion matrix, each row normalised by its class's count (the recall on the
+    diagonal), with the counts written in the cells while they stay legible."""
+    support = confusion.sum(axis=1, keepdims=True)
+    share = np.divide(confusion, support, out=np.zeros(confusion.shape), where=support > 0)
+    side = min(4 + 0.35 * len(labels), 24)
+    figure, axis = plt.subplots(figsize=(side, side))
+    shown = axis.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    ticks = range(len(labels))
+    axis.set_xticks(ticks, labels, rotation=90 if len(labels) > 8 else 0)
+    axis.set_yticks(ticks, labels)
+    axis.set(xlabel="predicted", ylabel="true", title="Confusion matrix (rows: share of the true class)")
+    if len(labels) <= 20:
+        for (row, column), count in np.ndenumerate(confusion):
+            colour = "white" if share[row, column] > 0.5 else "black"
+            axis.text(column, row, str(count), ha="center", va="center", color=colour, fontsize=8)
+    figure.colorbar(shown, ax=axis, fraction=0.046)
+    return save_figure(figure, path)

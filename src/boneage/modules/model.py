@@ -1,4 +1,4 @@
-"""The LightningModule: a timm backbone and a regression head that predicts age."""
+"""The LightningModule: a timm backbone and the task's heads (an age, a score, classes...)."""
 
 from __future__ import annotations
 
@@ -12,50 +12,35 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 from torch.optim import Optimizer
-from torchmetrics import (
-    MeanAbsoluteError,
-    MeanSquaredError,
-    MetricCollection,
-    PearsonCorrCoef,
-    SpearmanCorrCoef,
-)
 
 from boneage.errors import ConfigError, TrainingError
 from boneage.modules.backbones import create_backbone, feature_width
 from boneage.modules.mixup import Mixup
 from boneage.modules.param_groups import parameter_groups
+from boneage.tasks import AgeTask, Task
 
 STAGES = ("train", "val", "test")
 INPUT_EMBEDDING = 16  # width of the embedding of the table inputs joined to the image features
 
 
-def age_metrics(stage: str) -> MetricCollection:
-    """MAE, RMSE, Pearson r and Spearman rho of predicted against true ages."""
-    metrics = {
-        "mae": MeanAbsoluteError(),
-        "rmse": MeanSquaredError(squared=False),
-        "pearson": PearsonCorrCoef(),
-        "spearman": SpearmanCorrCoef(),
-    }
-    return MetricCollection(metrics, prefix=f"{stage}/")
+class ImageModel(pl.LightningModule):
+    """Backbone (+ embedded table inputs) -> dropout -> one linear layer feeding every head.
 
-
-class AgeRegressor(pl.LightningModule):
-    """Backbone (+ embedded table inputs) -> dropout -> head, trained on standardised ages.
-
-    Standardising the target (by the training set's mean and std, kept as buffers in the
-    checkpoint) makes one lr and one Huber delta work whether ages are years or months.
-    Table inputs (`extra_inputs`, e.g. sex) are standardised the same way, embedded, and
-    joined to the backbone's pooled features.
+    The task (boneage.tasks) says what the outputs mean: each head reads its share of them,
+    has its own loss (weighted in the sum) and its own metrics. Regression targets are
+    standardised by the training set's mean and std (buffers of the head), so one lr and one
+    Huber delta work whether ages are years or months. Table inputs (`extra_inputs`, e.g. sex)
+    are standardised the same way, embedded, and joined to the backbone's pooled features.
+    The task's classes travel in the checkpoint's hyper-parameters (`task_state`).
     """
 
     def __init__(
         self,
         backbone: str,
+        task: Task | None = None,
         pretrained: bool = False,
         weights: str | None = None,
         dropout: float = 0.0,
-        loss: nn.Module | None = None,
         optimizer: functools.partial[Optimizer] | None = None,
         scheduler: Mapping[str, Any] | None = None,
         backbone_kwargs: Mapping[str, Any] | None = None,
@@ -65,52 +50,53 @@ class AgeRegressor(pl.LightningModule):
         layer_decay: float | None = None,
         mixup_alpha: float = 0.0,
         mixup_prob: float = 1.0,
+        cutmix_alpha: float = 0.0,
         channels_last: bool = False,
         compile: bool = False,
         fused_optimizer: bool = True,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["loss", "optimizer", "scheduler"], logger=False)
+        self.save_hyperparameters(ignore=["task", "optimizer", "scheduler"], logger=False)
+        self.task = task if task is not None else AgeTask()
+        self.hparams["task_state"] = self.task.state()
         self.backbone = create_backbone(backbone, pretrained, weights, **(backbone_kwargs or {}))
         if grad_checkpointing:
             self.backbone.set_grad_checkpointing(True)
-        self.loss = loss if loss is not None else nn.L1Loss(reduction="none")
         self.input_embedding = (
             nn.Sequential(nn.Linear(len(extra_inputs), INPUT_EMBEDDING), nn.ReLU()) if extra_inputs else None
         )
         features = feature_width(self.backbone) + (INPUT_EMBEDDING if extra_inputs else 0)
-        outputs = getattr(self.loss, "head_outputs", 1)  # a distribution loss asks for one logit per age bin
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(features, outputs))
-        self.mixup = Mixup(mixup_alpha, mixup_prob)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(features, self.task.outputs))
+        self.mixup = Mixup(mixup_alpha, mixup_prob, cutmix_alpha, self.task)
         self.optimizer_factory = optimizer or functools.partial(torch.optim.AdamW, lr=1e-3)
         self.scheduler_config = scheduler or {}
-        self.register_buffer("age_mean", torch.tensor(0.0))
-        self.register_buffer("age_std", torch.tensor(1.0))
         self.register_buffer("input_mean", torch.zeros(len(extra_inputs)))
         self.register_buffer("input_std", torch.ones(len(extra_inputs)))
-        self.train_metrics, self.val_metrics, self.test_metrics = (age_metrics(s) for s in STAGES)
+        self.metrics = nn.ModuleDict(
+            {
+                f"{stage}_{name}": head.metric_collection(self.task.metric_prefix(stage, name))
+                for stage in STAGES
+                for name, head in self.task.heads.items()
+            }
+        )
         if channels_last:
             self.backbone.to(memory_format=torch.channels_last)
         if compile:
             self.backbone.compile()  # in place: the state dict keeps its names
 
     def forward(self, images: torch.Tensor, inputs: torch.Tensor | None = None) -> torch.Tensor:
-        """Predicted ages, in the unit of the training table."""
-        return self._standardised(images, inputs) * self.age_std + self.age_mean
+        """The task's answer per image: the age (or score) in the table's unit, or each head's
+        values and class probabilities side by side (see Task.decode)."""
+        return self.task.decode(self._outputs(images, inputs))
 
     def spread(self, images: torch.Tensor, inputs: torch.Tensor | None = None) -> torch.Tensor:
         """The standard deviation of the predicted age distribution, in the age unit (a
         distribution loss such as mean_variance only): how unsure the model says it is."""
-        variance = getattr(self.loss, "variance", None)
-        if variance is None:
-            raise ConfigError("intervals_scale=distribution needs a model trained with loss=mean_variance.")
-        return variance(self._outputs(images, inputs)).sqrt() * self.age_std
-
-    def _standardised(self, images: torch.Tensor, inputs: torch.Tensor | None = None) -> torch.Tensor:
-        return self._decode(self._outputs(images, inputs))
+        (name,) = self.task.names
+        return self.task.heads[name].spread(self._outputs(images, inputs))
 
     def _outputs(self, images: torch.Tensor, inputs: torch.Tensor | None) -> torch.Tensor:
-        """The head's raw outputs: one value per image, or one logit per age bin."""
+        """The raw outputs: each head's value(s) or logits, side by side."""
         if self.hparams.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         features = self.backbone(images)
@@ -121,21 +107,12 @@ class AgeRegressor(pl.LightningModule):
             features = torch.cat([features, embedded.to(features.dtype)], dim=1)
         return self.head(features)
 
-    def _decode(self, outputs: torch.Tensor) -> torch.Tensor:
-        """Standardised ages from the head's outputs (a distribution loss knows how to read its bins)."""
-        decode = getattr(self.loss, "decode", None)
-        return decode(outputs) if decode else outputs.squeeze(1).float()
-
     def setup(self, stage: str) -> None:
         datamodule = getattr(self.trainer, "datamodule", None)
-        if stage == "fit" and hasattr(datamodule, "train_age_stats"):
-            mean, std = datamodule.train_age_stats
-            self.age_mean.fill_(mean)
-            self.age_std.fill_(std)
-            if self.input_embedding is not None:
-                means, stds = datamodule.train_input_stats
-                self.input_mean.copy_(torch.as_tensor(means))
-                self.input_std.copy_(torch.as_tensor(stds))
+        if stage == "fit" and self.input_embedding is not None and hasattr(datamodule, "train_input_stats"):
+            means, stds = datamodule.train_input_stats
+            self.input_mean.copy_(torch.as_tensor(means))
+            self.input_std.copy_(torch.as_tensor(stds))
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self._step(self.mixup(batch), "train")[0]
@@ -144,53 +121,54 @@ class AgeRegressor(pl.LightningModule):
         self._step(batch, "val")
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
-        predicted = self._step(batch, "test")[1]
-        return {"predicted": predicted, "age": batch["age"].float()}  # for callbacks (TensorBoard's figure)
+        decoded = self._step(batch, "test")[1]
+        if decoded.ndim > 1:
+            return {}
+        (name,) = self.task.names  # one value per image: TensorBoard's predicted-vs-true figure
+        return {"predicted": decoded, "true": batch[name].float()}
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self(batch["image"], batch.get("inputs"))
 
     def _step(self, batch: dict[str, torch.Tensor], stage: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """The batch's loss and its predicted ages; metrics and loss are logged for `stage`."""
-        ages = batch["age"].float()
-        targets = (ages - self.age_mean) / self.age_std
+        """The batch's loss (each head's mean loss, weighted) and the task's decoded answers;
+        metrics and loss are logged for `stage`."""
         outputs = self._outputs(batch["image"], batch.get("inputs"))
-        loss = self._mean_loss(self._per_image_loss(outputs, targets), batch.get("weight"))
+        loss = outputs.new_zeros((), dtype=torch.float32)
+        decoded = []
+        for name, part in self.task.split(outputs).items():
+            head = self.task.heads[name]
+            losses, present = head.losses(part, batch[name])
+            loss = loss + head.weight * self._mean_loss(losses, batch.get("weight"), present)
+            values = head.decode(part.detach())
+            head.update(self.metrics[f"{stage}_{name}"], values, batch[name])
+            decoded.append(values)
         training = stage == "train"
         if training and not torch.isfinite(loss):
             self._stop_on_non_finite(loss)
-        metrics = getattr(self, f"{stage}_metrics")
-        predicted = self._decode(outputs).detach() * self.age_std + self.age_mean
-        metrics.update(predicted, ages)
         self.log(
             f"{stage}/loss",
             loss,
             on_step=training,
             on_epoch=True,
             sync_dist=not training,
-            batch_size=len(ages),
+            batch_size=len(batch["image"]),
         )
-        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=stage == "val")
-        return loss, predicted
-
-    def _per_image_loss(self, outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        # A distribution loss reads the logits; a pointwise loss the standardised ages.
-        predictions = outputs if hasattr(self.loss, "decode") else self._decode(outputs)
-        losses = self.loss(predictions, targets)
-        if losses.shape != targets.shape:
-            raise ConfigError(
-                f"{type(self.loss).__name__} returned shape {tuple(losses.shape)}, not one loss per image: "
-                "set reduction: none in its loss/ config (boneage averages, weighted by data.balance)."
-            )
-        return losses
+        for name in self.task.names:
+            self.log_dict(self.metrics[f"{stage}_{name}"], on_step=False, on_epoch=True, prog_bar=stage == "val")
+        answers = torch.cat(decoded, dim=1)
+        return loss, answers[:, 0] if answers.shape[1] == 1 else answers
 
     @staticmethod
-    def _mean_loss(losses: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
-        """The batch loss: a plain mean, or weighted by each image's data.balance weight."""
-        if weights is None:
-            return losses.mean()
-        weights = weights.to(losses.dtype)
-        return (losses * weights).sum() / weights.sum().clamp_min(1e-12)
+    def _mean_loss(
+        losses: torch.Tensor, weights: torch.Tensor | None, present: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """A head's batch loss: the mean over the images that have its label, weighted by each
+        image's data.balance weight if there are any; 0 when no image of the batch has it."""
+        keep = torch.ones_like(losses) if present is None else present.to(losses.dtype)
+        if weights is not None:
+            keep = keep * weights.to(losses.dtype)
+        return (torch.where(keep > 0, losses, 0.0) * keep).sum() / keep.sum().clamp_min(1e-12)
 
     def _stop_on_non_finite(self, loss: torch.Tensor) -> None:
         lr = self.trainer.optimizers[0].param_groups[0]["lr"]
@@ -211,7 +189,7 @@ class AgeRegressor(pl.LightningModule):
             "lr_scheduler": {
                 "scheduler": scheduler,
                 "interval": self.scheduler_config.get("interval", "epoch"),
-                "monitor": self.scheduler_config.get("monitor", "val/mae"),
+                "monitor": self.scheduler_config.get("monitor", self.task.monitor),
             },
         }
 

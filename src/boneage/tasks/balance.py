@@ -1,4 +1,4 @@
-"""Counter age imbalance: per-image weights from how common each image's age is.
+"""Counter target imbalance: per-image weights from how common each image's age (or class) is.
 
 Bone-age tables crowd in mid-childhood; the youngest and oldest are rare and a plain loss
 neglects them. Two remedies (data.balance.method), both from the same density estimate:

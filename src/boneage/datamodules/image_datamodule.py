@@ -1,4 +1,4 @@
-"""LightningDataModule: label table -> subject-level split -> datasets -> loaders."""
+"""LightningDataModule: label table -> subject-level split -> datasets -> loaders, for any task."""
 
 from __future__ import annotations
 
@@ -14,9 +14,8 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 
-from boneage.datamodules.balance import balance_weights
 from boneage.datamodules.cache import CachedImages, cached_images
-from boneage.datamodules.dataset import AgeImageDataset
+from boneage.datamodules.dataset import ImageDataset
 from boneage.datamodules.inputs import encode_inputs
 from boneage.datamodules.samplers import EpochLoader, EpochSampler, ShardSampler
 from boneage.datamodules.splits import SubjectSplit, split_summary
@@ -25,11 +24,13 @@ from boneage.datamodules.validation import describe
 from boneage.datamodules.workers import worker_context, worker_setup
 from boneage.errors import ConfigError, DataError
 from boneage.records import write_atomically
+from boneage.tasks import AgeTask
+from boneage.tasks.base import Head, Task
 
 log = logging.getLogger(__name__)
 
 
-class AgeSource(Protocol):
+class LabelSource(Protocol):
     """Anything that can put a label table on disk and read it (a user's table, the demo)."""
 
     path: str
@@ -37,23 +38,24 @@ class AgeSource(Protocol):
 
     def prepare(self) -> None: ...
 
-    def load(self) -> pd.DataFrame: ...
+    def load(self, heads: Mapping[str, Any] | None = None) -> pd.DataFrame: ...
 
 
-class AgeDataModule(pl.LightningDataModule):
-    """Loads the table once, splits it by subject, and serves train/val/test loaders.
+class ImageDataModule(pl.LightningDataModule):
+    """Loads the table once, splits it by subject, fits the task's heads to the training rows
+    (scales, classes, class counts) and serves train/val/test loaders.
 
     The split is written to `output_dir/splits.csv` so that every run can be audited and
     its test subjects evaluated again later. With `folds`, validation is fold `fold` of a
     k-fold split of the non-test subjects (cross-validation). `extra_inputs` are table
-    columns served beside each image; `balance` re-balances rare ages (see balance.py).
+    columns served beside each image; `balance` re-balances rare ages or classes (see balance.py).
     Loaders shard their sets over DDP ranks themselves (see samplers.py), and loader
     workers start through `worker_start` (see workers.py).
     """
 
     def __init__(
         self,
-        source: AgeSource,
+        source: LabelSource,
         split: SubjectSplit,
         image_size: int,
         batch_size: int,
@@ -75,8 +77,10 @@ class AgeDataModule(pl.LightningDataModule):
         fold: int = 0,
         seed: int = 0,
         output_dir: str | None = None,
+        task: Task | None = None,
     ) -> None:
         super().__init__()
+        self.task = task if task is not None else AgeTask()
         if on_bad_rows not in ("raise", "drop"):
             raise ConfigError(f"data.on_bad_rows must be 'raise' or 'drop', not {on_bad_rows!r}.")
         self.source = source
@@ -121,10 +125,14 @@ class AgeDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.table is not None:
             return
-        table = self._without_bad_rows(self.source.load())
-        table["set"] = self.split.assign(table)
+        table = self._without_bad_rows(self.source.load(self.task.heads))
+        table["set"] = self.split.assign(table, self.stratified_by)
+        for name, head in self.task.heads.items():
+            if hasattr(head, "check_sets"):
+                head.check_sets(table[name], table["set"])
         encode_inputs(table, self.extra_inputs, str(self.source.path))  # every input present, before training
         self.table = table
+        self.task.fit(self.rows("train"))
         if self.cache_dir:
             self.cache = cached_images(
                 self.cache_dir,
@@ -133,7 +141,7 @@ class AgeDataModule(pl.LightningDataModule):
                 lambda image: self.preprocess(image=image)["image"],
                 workers=max(1, self.num_workers),
             )
-        for name, sizes in split_summary(table).items():
+        for name, sizes in split_summary(table, self.stratified_by.name).items():
             log.info("%-5s %6d images  %5d subjects", name, sizes["images"], sizes["subjects"])
         if self.output_dir and self._is_global_zero():
             write_atomically(Path(self.output_dir) / "splits.csv", table.to_csv(index=False))
@@ -161,10 +169,9 @@ class AgeDataModule(pl.LightningDataModule):
         return self.table[self.table["set"] == name]
 
     @property
-    def train_age_stats(self) -> tuple[float, float]:
-        """Mean and standard deviation of the training ages: the model's target scale."""
-        ages = self.rows("train")["age"]
-        return float(ages.mean()), float(ages.std()) or 1.0
+    def stratified_by(self) -> Head:
+        """The head whose target the split is stratified by, and data.balance balances."""
+        return self.task.heads[self.task.stratify]
 
     @property
     def train_input_stats(self) -> tuple[list[float], list[float]]:
@@ -176,45 +183,47 @@ class AgeDataModule(pl.LightningDataModule):
         return encode_inputs(self.rows(name), self.extra_inputs, str(self.source.path))
 
     def summary(self) -> dict[str, Any]:
-        """Data set statistics and split sizes for the run record."""
+        """Data set statistics and split sizes for the run record, with what the trivial
+        predictor scores (the training mean, the majority class) on val and test."""
         if self.table is None:
             self.setup()
         table = self.table
-        train_mean = self.train_age_stats[0]
+        train = self.rows("train")
         sex_counts = table["sex"].value_counts(dropna=False) if table["sex"].notna().any() else None
-        return {
+        trivial = {
+            name: {stage: head.trivial(train[name], self.rows(stage)[name]) for stage in ("val", "test")
+                   if len(self.rows(stage))}
+            for name, head in self.task.heads.items()
+        }  # fmt: skip
+        summary = {
             "table": str(self.source.path),
             "age_unit": self.source.age_unit,
             "images": len(table),
             "subjects": int(table["subject"].nunique()),
-            "age": {k: round(float(v), 4) for k, v in table["age"].describe().items() if k != "count"},
+            **{name: head.describe(table[name]) for name, head in self.task.heads.items()},
             "sex": {str(k): int(v) for k, v in sex_counts.items()} if sex_counts is not None else None,
             "dropped_rows": self.dropped_rows,
             "extra_inputs": self.extra_inputs,
             "preprocessing_cache": str(self.cache.path) if self.cache else None,
             "balance": self.balance,
             "split_method": "by_subject",
-            "split": vars(self.split) | {"sets": split_summary(table)},
-            "mean_predictor_mae": {
-                name: round(float((self.rows(name)["age"] - train_mean).abs().mean()), 4)
-                for name in ("val", "test")
-                if len(self.rows(name))
-            },
-        }
+            "split": vars(self.split) | {"stratified_by": self.task.stratify} | {
+                "sets": split_summary(table, self.task.stratify)},
+            "trivial_predictor": trivial,
+        }  # fmt: skip
+        first = next(iter(trivial.values()))
+        if all("mean_predictor_mae" in figures for figures in first.values()):  # one number per set: the summary's
+            summary["mean_predictor_mae"] = {stage: figures["mean_predictor_mae"] for stage, figures in first.items()}
+        return summary
 
     def train_dataloader(self) -> EpochLoader:
         rows = self.rows("train")
         method = self.balance.get("method")
-        weights = balance_weights(
-            rows["age"].to_numpy(),
-            method,
-            bin_width=self.balance.get("bin_width", 1.0),
-            power=self.balance.get("power", 1.0),
-            kernel_sigma=self.balance.get("kernel_sigma", 2.0),
-        )
-        dataset = AgeImageDataset(
+        weights = self.stratified_by.balance_weights(rows[self.task.stratify], self.balance)
+        dataset = ImageDataset(
             rows,
             self.train_pipeline,
+            targets=self._targets(rows),
             augmentation_seed=self.seed,
             inputs=self._inputs("train"),
             weights=weights if method == "lds" else None,
@@ -222,6 +231,9 @@ class AgeDataModule(pl.LightningDataModule):
         )
         sampler = EpochSampler(len(rows), self.seed, weights if method == "sampler" else None, *self._shard())
         return self._loader(dataset, sampler, drop_last=len(sampler) > self.batch_size)
+
+    def _targets(self, rows: pd.DataFrame) -> dict[str, np.ndarray]:
+        return {name: head.targets(rows[name]) for name, head in self.task.heads.items()}
 
     def val_dataloader(self) -> EpochLoader:
         return self._evaluation_loader("val")
@@ -231,14 +243,16 @@ class AgeDataModule(pl.LightningDataModule):
 
     def _evaluation_loader(self, name: str) -> EpochLoader:
         rows = self.rows(name)
-        dataset = AgeImageDataset(rows, self.eval_pipeline, inputs=self._inputs(name), cache=self.cache)
+        dataset = ImageDataset(
+            rows, self.eval_pipeline, targets=self._targets(rows), inputs=self._inputs(name), cache=self.cache
+        )
         return self._loader(dataset, ShardSampler(len(rows), *self._shard()))
 
     def _shard(self) -> tuple[int, int]:
         """This process's rank and the world size (0 and 1 outside DDP)."""
         return (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
 
-    def _loader(self, dataset: AgeImageDataset, sampler, drop_last: bool = False) -> EpochLoader:
+    def _loader(self, dataset: ImageDataset, sampler, drop_last: bool = False) -> EpochLoader:
         return EpochLoader(
             dataset,
             batch_size=self.batch_size,

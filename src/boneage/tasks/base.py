@@ -1,0 +1,109 @@
+"""What a model predicts: a task is a set of heads on one backbone, and how runs are judged."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from boneage.errors import ConfigError
+from boneage.tasks.classification import ClassificationHead
+from boneage.tasks.regression import RegressionHead
+
+Head = RegressionHead | ClassificationHead
+MODES = ("min", "max")
+
+
+class Task(nn.Module):
+    """Heads by name (each the role of a column in data.source.columns), and the metric that
+    picks the best checkpoint, stops early, steps the plateau schedule and ranks runs
+    (`monitor`, better when `mode`). A task with one head logs `<stage>/<metric>`; with several,
+    `<stage>/<head>/<metric>`. `stratify` names the head the split is stratified by.
+    """
+
+    def __init__(self, heads: Mapping[str, Head], monitor: str, mode: str, stratify: str | None = None) -> None:
+        super().__init__()
+        if not heads:
+            raise ConfigError("A task needs at least one head.")
+        if mode not in MODES:
+            raise ConfigError(f"task.mode must be one of {MODES}, not {mode!r}.")
+        for name, head in heads.items():
+            head.name = name
+        self.heads = nn.ModuleDict(heads)
+        self.monitor = monitor
+        self.mode = mode
+        stratify = stratify or next(iter(heads))
+        if stratify not in heads:
+            raise ConfigError(f"task.stratify={stratify!r} is not one of the heads {list(heads)}.")
+        self.stratify = stratify
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.heads)
+
+    @property
+    def outputs(self) -> int:
+        return sum(head.outputs for head in self.heads.values())
+
+    def metric_prefix(self, stage: str, name: str) -> str:
+        return f"{stage}/" if len(self.heads) == 1 else f"{stage}/{name}/"
+
+    def fit(self, train: pd.DataFrame) -> None:
+        """Learn each head's scale or classes from the training rows."""
+        for name, head in self.heads.items():
+            head.fit(train[name])
+
+    def state(self) -> dict[str, Any]:
+        """What the checkpoint must carry beyond tensors (the classes)."""
+        return {name: head.state() for name, head in self.heads.items()}
+
+    def restore(self, state: Mapping[str, Any]) -> None:
+        for name, head in self.heads.items():
+            head.restore(state.get(name, {}))
+
+    def split(self, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The network's outputs, head by head."""
+        return dict(zip(self.heads, outputs.split([h.outputs for h in self.heads.values()], dim=1), strict=True))
+
+    def decode(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Every head's answer side by side (values, class probabilities): what TTA views and
+        ensemble members average. A task of one value per image answers a vector."""
+        parts = [self.heads[name].decode(part) for name, part in self.split(outputs).items()]
+        decoded = torch.cat(parts, dim=1)
+        return decoded[:, 0] if decoded.shape[1] == 1 else decoded
+
+    def per_head(self, decoded: np.ndarray) -> dict[str, np.ndarray]:
+        """`decode`'s columns (as an array) back to each head's own: (images, columns)."""
+        decoded = decoded.reshape(len(decoded), -1)
+        widths = [len(head.columns()) for head in self.heads.values()]
+        return dict(zip(self.heads, np.split(decoded, np.cumsum(widths)[:-1], axis=1), strict=True))
+
+    def summary_columns(self) -> list[tuple[str, str]]:
+        """(title, metric) of the end-of-run summary: every head's metrics."""
+        return [(key.removeprefix("val/"), key.removeprefix("val/")) for key in self.metric_names("val")]
+
+    def metric_names(self, stage: str) -> list[str]:
+        return [f"{self.metric_prefix(stage, name)}{metric}" for name, head in self.heads.items()
+                for metric in head.metric_names]  # fmt: skip
+
+    def trivial_columns(self, trivial: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[tuple[str, dict]]:
+        """(title, value per stage) of the trivial predictor's figures (the numbers among them)."""
+        columns = []
+        for name, by_stage in trivial.items():
+            first = next(iter(by_stage.values()), {})
+            for figure, value in first.items():
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    title = figure.replace("_", " ") if len(self.heads) == 1 else f"{name} {figure.replace('_', ' ')}"
+                    columns.append((title, {stage: figures[figure] for stage, figures in by_stage.items()}))
+        return columns
+
+    def summary_note(self, unit: str) -> str:
+        return "(the trivial predictor answers the training set's mean value, or its most common class)"
+
+    def prediction_columns(self, decoded: np.ndarray) -> pd.DataFrame:
+        parts = [self.heads[name].prediction_columns(values) for name, values in self.per_head(decoded).items()]
+        return pd.concat(parts, axis=1)

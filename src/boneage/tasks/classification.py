@@ -1,0 +1,233 @@
+"""A classification head: one categorical column, its classes as the user wrote them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from boneage.tasks.balance import balance_weights
+from boneage.errors import ConfigError, DataError
+from boneage.evaluation.plots import confusion_matrix_figure
+from boneage.modules.losses import ClassificationLoss
+
+TOP_K_FROM = 6  # top-k accuracy is reported once there are more classes than this minus one
+
+
+def as_written(value: Any) -> Any:
+    """A cell as the user meant it: integers stay integers (pandas reads 3 as 3.0 beside a gap)."""
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return int(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    return value.strip() if isinstance(value, str) else value
+
+
+class ClassificationHead(nn.Module):
+    """One logit per class; probabilities by softmax. `classes` are declared in the config or
+    read from the training rows (sorted), and kept in the checkpoint. The loss's class counts
+    (for class weights and logit adjustment) come from the training rows too.
+    """
+
+    kind = "classification"
+
+    def __init__(
+        self,
+        loss: ClassificationLoss | None = None,
+        weight: float = 1.0,
+        classes: list[Any] | None = None,
+        top_k: int = 5,
+        required: bool = True,
+        name: str = "label",
+    ) -> None:
+        super().__init__()
+        self.name = name
+        self.loss = loss if loss is not None else ClassificationLoss()
+        self.weight = weight
+        self.declared = [as_written(value) for value in classes] if classes else None
+        self.classes: list[Any] = list(self.declared or [])
+        self.top_k = top_k
+        self.required = required
+
+    @property
+    def outputs(self) -> int:
+        return len(self.classes)
+
+    # --- the table -------------------------------------------------------------------------
+    def read(self, raw: pd.Series) -> pd.Series:
+        return raw.map(as_written, na_action="ignore").astype(object).where(raw.notna(), None)
+
+    def problems(self, values: pd.Series, source: Any) -> pd.Series:
+        problems = pd.Series(None, index=values.index, dtype=object)
+        missing = values.isna()
+        if self.required:
+            problems[missing] = f"{self.name} missing (an empty cell or NaN)"
+        if self.declared:
+            outside = ~missing & ~values.isin(self.declared)
+            problems[outside] = values[outside].map(
+                lambda value: f"{self.name} {value!r} is not one of the declared classes {self.declared}"
+            )
+        return problems
+
+    def fit(self, train: pd.Series) -> None:
+        """The classes (unless declared) and each one's training count."""
+        present = train.dropna()
+        found = sorted(present.unique().tolist(), key=lambda value: (isinstance(value, str), value))
+        self.classes = list(self.declared or found)
+        if len(self.classes) < 2:
+            raise DataError(
+                f"The {self.name} column holds {len(self.classes)} class(es) ({self.classes}) among the "
+                f"{len(present)} training images: a classifier needs two or more. Check data.source.columns."
+            )
+        counts = present.map({value: index for index, value in enumerate(self.classes)}).value_counts()
+        self.loss.fit_counts(torch.tensor([counts.get(index, 0) for index in range(len(self.classes))]))
+
+    def check_sets(self, values: pd.Series, sets: pd.Series) -> None:
+        """Every class of val and test must be learnt in train."""
+        trained = set(values[sets == "train"].dropna())
+        unseen = values[(sets != "train") & values.notna() & ~values.isin(trained)]
+        if len(unseen):
+            counts = ", ".join(f"{value!r}: {count}" for value, count in unseen.value_counts().items())
+            raise DataError(
+                f"{self.name}: class(es) in the val/test sets but not in train ({counts} image(s)); the model "
+                "could never predict them. Add training images of them, raise data.split.min_subjects_per_bin "
+                "so that the split refuses them, or drop those rows."
+            )
+
+    def state(self) -> dict[str, Any]:
+        return {"classes": self.classes}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.classes = list(state["classes"])
+        self.loss.fit_counts(torch.ones(len(self.classes)))  # the right shape; the state dict holds the counts
+
+    def targets(self, values: pd.Series) -> np.ndarray:
+        index = {value: position for position, value in enumerate(self.classes)}
+        return values.map(index).fillna(-1).to_numpy(np.int64)
+
+    def subject_strata(self, values: pd.Series, subjects: pd.Series, bin_width: float | None) -> pd.Series:
+        """Each subject's stratum: its most frequent class."""
+        return values.groupby(subjects).agg(lambda labels: labels.mode().iloc[0] if labels.notna().any() else None)
+
+    def stratum_name(self, stratum: Any, bin_width: float | None) -> str:
+        return f"{self.name} {stratum!r}"
+
+    def balance_weights(self, values: pd.Series, balance: Mapping[str, Any]) -> np.ndarray | None:
+        """data.balance.method=sampler: each image drawn with weight count(class)^-power."""
+        if balance.get("method") == "lds":
+            raise ConfigError(
+                "data.balance.method=lds smooths the density over neighbouring values, which classes do not "
+                "have: use data.balance.method=sampler, or class weights in the loss (loss.class_weights)."
+            )
+        return balance_weights(self.targets(values).astype(float), balance.get("method"), 1.0, balance.get("power", 1.0))
+
+    def describe(self, values: pd.Series) -> dict[str, int]:
+        return {str(value): int(count) for value, count in values.value_counts().sort_index().items()}
+
+    def trivial(self, train: pd.Series, evaluated: pd.Series) -> dict[str, Any]:
+        """What always answering the training set's most common class scores."""
+        majority = train.mode().iloc[0]
+        present = evaluated.dropna()
+        return {
+            "majority_class": majority,
+            "majority_class_acc": round(float((present == majority).mean()), 4) if len(present) else None,
+            "chance_balanced_acc": round(1 / len(self.classes), 4),
+        }
+
+    # --- the network's outputs -------------------------------------------------------------
+    def decode(self, outputs: torch.Tensor) -> torch.Tensor:
+        """Class probabilities, one column per class."""
+        return outputs.float().softmax(dim=1)
+
+    def soft_targets(self, targets: torch.Tensor) -> torch.Tensor:
+        """Class indices (-1: missing) as one-hot rows; mixed (soft) rows pass as they are."""
+        if targets.is_floating_point():
+            return targets
+        return F.one_hot(targets.clamp_min(0), len(self.classes)).float() * (targets >= 0)[:, None]
+
+    def losses(self, outputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        soft = self.soft_targets(targets)
+        return self.loss(outputs, soft), soft.sum(dim=1) > 0
+
+    @property
+    def metric_names(self) -> list[str]:
+        top_k = [f"top{self.top_k}_acc"] if len(self.classes) >= TOP_K_FROM else []
+        return ["acc", "balanced_acc", "macro_f1", *top_k]
+
+    def metric_collection(self, prefix: str) -> MetricCollection:
+        n = len(self.classes)
+        metrics = {
+            "acc": MulticlassAccuracy(n, average="micro"),
+            "balanced_acc": MulticlassAccuracy(n, average="macro"),  # the mean recall over classes
+            "macro_f1": MulticlassF1Score(n, average="macro"),
+        }
+        if n >= TOP_K_FROM:
+            metrics[f"top{self.top_k}_acc"] = MulticlassAccuracy(n, top_k=min(self.top_k, n), average="micro")
+        return MetricCollection(metrics, prefix=prefix)
+
+    def update(self, metrics: MetricCollection, decoded: torch.Tensor, targets: torch.Tensor) -> None:
+        soft = self.soft_targets(targets)
+        present = soft.sum(dim=1) > 0
+        if present.any():
+            metrics.update(decoded[present], soft[present].argmax(dim=1))
+
+    # --- evaluation ------------------------------------------------------------------------
+    def columns(self) -> list[str]:
+        return [f"p_{value}" for value in self.classes]
+
+    def prediction_columns(self, decoded: np.ndarray) -> pd.DataFrame:
+        """The predicted class, its probability and every class's probability."""
+        best = decoded.argmax(axis=1)
+        table = pd.DataFrame(
+            {f"predicted_{self.name}": [self.classes[i] for i in best], f"{self.name}_probability": decoded.max(1)}
+        )
+        return pd.concat([table, pd.DataFrame(decoded, columns=self.columns())], axis=1)
+
+    def evaluation(self, true: pd.Series, decoded: np.ndarray, out_dir: Path, trivial: Any) -> dict[str, Any]:
+        """Accuracy, balanced accuracy, macro-F1, top-k, per-class recall, and the confusion matrix
+        (CSV and PNG in `out_dir`) against the majority-class predictor."""
+        present = true.notna().to_numpy()
+        truth = self.targets(true[present])
+        if (truth < 0).any():
+            unknown = sorted({str(value) for value in true[present][truth < 0]})
+            raise DataError(f"{self.name}: class(es) {unknown} are not among the model's classes {self.classes}.")
+        probabilities = decoded[present]
+        predicted = probabilities.argmax(axis=1)
+        n = len(self.classes)
+        confusion = np.zeros((n, n), dtype=int)
+        np.add.at(confusion, (truth, predicted), 1)
+        support = confusion.sum(axis=1)
+        recall = np.divide(confusion.diagonal(), support, out=np.full(n, np.nan), where=support > 0)
+        precision_base = confusion.sum(axis=0)
+        precision = np.divide(confusion.diagonal(), precision_base, out=np.zeros(n), where=precision_base > 0)
+        f1 = np.divide(2 * precision * np.nan_to_num(recall), precision + np.nan_to_num(recall),
+                       out=np.zeros(n), where=(precision + np.nan_to_num(recall)) > 0)  # fmt: skip
+        labels = [str(value) for value in self.classes]
+        frame = pd.DataFrame(confusion, index=pd.Index(labels, name="true"), columns=labels)
+        frame.to_csv(out_dir / f"confusion_{self.name}.csv")
+        confusion_matrix_figure(confusion, labels, out_dir / f"confusion_{self.name}.png")
+        figures = {
+            "n": int(present.sum()),
+            "acc": float((predicted == truth).mean()),
+            "balanced_acc": float(np.nanmean(recall)),
+            "macro_f1": float(f1[support > 0].mean()),
+            "majority_class": trivial,
+            "majority_class_acc": float((np.asarray(true[present]) == trivial).mean()),
+            "chance_balanced_acc": 1 / n,
+            "per_class": {
+                label: {"n": int(support[i]), "recall": None if np.isnan(recall[i]) else float(recall[i])}
+                for i, label in enumerate(labels)
+            },
+        }
+        if n >= TOP_K_FROM:
+            top = np.argsort(-probabilities, axis=1)[:, : self.top_k]
+            figures[f"top{self.top_k}_acc"] = float((top == truth[:, None]).any(axis=1).mean())
+        return figures
