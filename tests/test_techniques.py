@@ -18,13 +18,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from boneage.callbacks import FreezeBackbone
 from boneage.callbacks.averaging import ema_with_warmup
-from boneage.tasks.balance import balance_weights
 from boneage.errors import DataError
 from boneage.evaluate import evaluate
 from boneage.evaluation.inference import load_run
-from boneage.modules.model import ImageModel
 from boneage.modules.losses import MeanVarianceLoss
+from boneage.modules.model import ImageModel
 from boneage.report import build_table
+from boneage.tasks.balance import balance_weights
 from boneage.train import train
 from boneage.tune import valley
 from tests.conftest import TINY, compose_app, run_cli

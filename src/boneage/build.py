@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytorch_lightning as pl
-
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig

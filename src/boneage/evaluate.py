@@ -25,16 +25,51 @@ from boneage.evaluation.markdown import write_markdown
 from boneage.evaluation.metrics import age_bins, evaluation_metrics, regression_metrics
 from boneage.evaluation.ood import FeatureDistance, ood_of
 from boneage.evaluation.plots import plot_evaluation
+from boneage.evaluation.targets import evaluate_targets, fit_prediction_sets, write_targets_markdown
 from boneage.evaluation.trust import Trust, interval_figures, spreads_of, trust_for
 from boneage.evaluation.tta import uses_tta
 from boneage.records import now
 from boneage.resolvers import unique_dir
+from boneage.tasks import AgeTask
+from boneage.tasks.base import Task
 
 
 def evaluate(cfg: DictConfig) -> Path:
-    """Evaluates the run or ensemble of `cfg`; returns the folder the results went to."""
+    """Evaluates the run or ensemble of `cfg`; returns the folder the results went to. An age
+    run gets the clinical evaluation (intervals, calibration, age bins, OOD flags, heat maps);
+    any other task its heads' figures (evaluation/targets.py)."""
     members = load_members(cfg.run, plain(cfg.ensemble), cfg.sweep)
-    rows, evaluated_on = _rows(cfg, members)
+    task = members[0].task
+    rows, evaluated_on = _rows(cfg, members, task)
+    out = Path(cfg.output_dir or unique_dir(str(members[0].run_dir / "evaluation" / now()[:19].replace(":", "-"))))
+    out.mkdir(parents=True, exist_ok=True)
+    if isinstance(task, AgeTask):
+        return _evaluate_age(cfg, members, rows, evaluated_on, out)
+    return _evaluate_task(cfg, members, task, rows, evaluated_on, out)
+
+
+def _evaluate_task(
+    cfg: DictConfig, members: list[TrainedRun], task: Task, rows: pd.DataFrame, evaluated_on: str, out: Path
+) -> Path:
+    tta, weights, levels = plain(cfg.tta), plain(cfg.weights), list(cfg.intervals)
+    decoded = predict_members(members, rows, tta, weights).combined
+    sets = fit_prediction_sets(task, members, tta, weights, levels)
+    train = members[0].rows_of("train")
+    predictions, metrics, plots = evaluate_targets(task, rows, decoded, train, out, sets, levels)
+    metrics |= {"runs": [member.name for member in members], "tta": tta, "images": len(rows),
+                "evaluated_on": evaluated_on, "monitor": task.monitor}  # fmt: skip
+    predictions.to_csv(out / "predictions.csv", index=False)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
+    write_targets_markdown(metrics, plots, out / "report.md")
+    for name, figures in metrics["heads"].items():
+        shown = ", ".join(f"{key} {value:.3f}" for key, value in figures.items()
+                          if isinstance(value, float) and key != "n")  # fmt: skip
+        print(f"{name}: {shown} on {figures['n']} images")
+    print(f"results in {out}")
+    return out
+
+
+def _evaluate_age(cfg: DictConfig, members: list[TrainedRun], rows: pd.DataFrame, evaluated_on: str, out: Path) -> Path:
     tta, weights = plain(cfg.tta), plain(cfg.weights)
     predicted = predict_members(members, rows, tta, weights)
     raw, per_member = predicted.combined, predicted.per_member
@@ -62,8 +97,6 @@ def evaluate(cfg: DictConfig) -> Path:
         predictions["ood_score"], predictions["ood_flag"] = ood.flags(members[0].features(rows))
         metrics["out_of_distribution"] = ood_figures(predictions, ood)
 
-    out = Path(cfg.output_dir or unique_dir(str(members[0].run_dir / "evaluation" / now()[:19].replace(":", "-"))))
-    out.mkdir(parents=True, exist_ok=True)
     predictions.to_csv(out / "predictions.csv", index=False)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     plots = plot_evaluation(predictions, metrics["mae_per_age_bin"], members[0].unit, out)
@@ -119,10 +152,10 @@ def _intervals(predictions: pd.DataFrame, trust: Trust, spreads: np.ndarray | No
     return figures
 
 
-def _rows(cfg: DictConfig, members: list[TrainedRun]) -> tuple[pd.DataFrame, str]:
+def _rows(cfg: DictConfig, members: list[TrainedRun], task: Task) -> tuple[pd.DataFrame, str]:
     if cfg.get("data") is None:
         return shared_test_rows(members), "the runs' own test subjects"
-    table = instantiate(cfg.data.source).load()
+    table = instantiate(cfg.data.source).load(task.heads)
     bad = table["problem"].notna()
     if bad.any():
         raise DataError(describe(table[bad], cfg.data.source.path))

@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 from boneage import __version__
 from boneage.cli import hydra_command
 from boneage.errors import ConfigError, ExportError
-from boneage.evaluation.ensemble import load_members, plain, predict_members, shared_test_rows
+from boneage.evaluation.ensemble import load_members, plain, predict_members, require_age_task, shared_test_rows
 from boneage.evaluation.exported import SIDECAR, load_export
 from boneage.evaluation.inference import TrainedRun
 from boneage.evaluation.trust import trust_for
@@ -38,6 +38,7 @@ def export(cfg: DictConfig) -> Path:
     members = load_members(cfg.run, plain(cfg.ensemble), cfg.sweep)
     if not all(isinstance(member, TrainedRun) for member in members):
         raise ConfigError("export reads trained runs (their checkpoints), not an export folder.")
+    require_age_task(members, "export")
     if cfg.intervals_scale not in (None, "ensemble"):
         raise ConfigError(
             "an export stores intervals unscaled or scaled by ensemble disagreement (intervals_scale=ensemble)."

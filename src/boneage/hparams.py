@@ -52,7 +52,7 @@ def run_hparams(cfg: DictConfig, choices: Mapping[str, Any], overrides: list[str
 def final_metrics(module: pl.LightningModule) -> list[str]:
     """The task's val and test metrics (val/mae, test/acc, val/<head>/srcc, ...): the HParams columns."""
     return [name for key, collection in module.metrics.items() if key.startswith(("val_", "test_"))
-            for name in collection.keys()]  # fmt: skip
+            for name in collection]  # fmt: skip
 
 
 def log_run_hparams(cfg: DictConfig, trainer: pl.Trainer, module: pl.LightningModule) -> None:

@@ -12,7 +12,6 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt
 
 
-
 def plot_training_curves(
     history: Sequence[dict[str, float]], path: str | Path, unit: str = "", monitor: str = "val/mae"
 ) -> None:

@@ -5,7 +5,9 @@ A table's other columns (subject, sex, ...) are copied to the output next to eac
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from omegaconf import DictConfig
@@ -17,7 +19,9 @@ from boneage.evaluation.ensemble import load_members, plain, predict_members
 from boneage.evaluation.heatmaps import write_heat_maps
 from boneage.evaluation.inference import TrainedRun
 from boneage.evaluation.ood import ood_of
+from boneage.evaluation.targets import add_prediction_sets, fit_prediction_sets
 from boneage.evaluation.trust import spreads_of, trust_for
+from boneage.tasks import AgeTask
 
 
 def images_to_predict(source: str, image_column: str = "image", image_dir: str | None = None) -> pd.DataFrame:
@@ -68,23 +72,19 @@ def predict(cfg: DictConfig) -> Path:
         unreadable.to_csv(listed, index=False)
     output.unlink(missing_ok=True)
     tta, weights = plain(cfg.tta), plain(cfg.weights)
-    trust = trust_for(members, cfg, tta, weights, bool(cfg.intervals))
+    task = members[0].task
+    answer = _ages(members, cfg, tta, weights) if isinstance(task, AgeTask) else _answers(members, cfg, tta, weights)
     ood = ood_of(members, cfg.ood_quantile)
     for start in range(0, len(rows), cfg.chunk_size):
         chunk = rows.iloc[start : start + cfg.chunk_size]
-        predicted = predict_members(members, chunk, tta, weights)
-        ages = trust.calibrated(predicted.combined)
-        written = chunk.assign(predicted_age=ages, unit=members[0].unit)
-        spreads = spreads_of(members, chunk, predicted, trust.scale)
-        for level in cfg.intervals:
-            bounds = trust.bounds(ages, chunk, level, spreads)
-            written[f"lower_{round(100 * level)}"], written[f"upper_{round(100 * level)}"] = bounds
+        written = answer(chunk)
         if ood is not None:
             written["ood_score"], written["ood_flag"] = ood.flags(members[0].features(chunk))
         if cfg.explain:
             write_heat_maps(members[0], chunk, output.with_name(f"{output.stem}_heatmaps"))
         written.to_csv(output, mode="a", header=start == 0, index=False)
-    print(f"{len(rows)} predictions ({members[0].unit}) written to {output}")
+    unit = f" ({members[0].unit})" if isinstance(task, AgeTask) else ""
+    print(f"{len(rows)} predictions{unit} written to {output}")
     if len(unreadable):
         print(f"{len(unreadable)} unreadable image(s), listed with the reason in {listed}:")
         for row in unreadable.head(20).itertuples():
@@ -92,6 +92,38 @@ def predict(cfg: DictConfig) -> Path:
         if len(unreadable) > 20:
             print(f"  ... and {len(unreadable) - 20} more")
     return output
+
+
+def _ages(members: list[Any], cfg: DictConfig, tta: Any, weights: Any) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """An age run's answer: the (calibrated) age, its unit and its conformal intervals."""
+    trust = trust_for(members, cfg, tta, weights, bool(cfg.intervals))
+
+    def answer(chunk: pd.DataFrame) -> pd.DataFrame:
+        predicted = predict_members(members, chunk, tta, weights)
+        ages = trust.calibrated(predicted.combined)
+        written = chunk.assign(predicted_age=ages, unit=members[0].unit)
+        spreads = spreads_of(members, chunk, predicted, trust.scale)
+        for level in cfg.intervals:
+            bounds = trust.bounds(ages, chunk, level, spreads)
+            written[f"lower_{round(100 * level)}"], written[f"upper_{round(100 * level)}"] = bounds
+        return written
+
+    return answer
+
+
+def _answers(members: list[Any], cfg: DictConfig, tta: Any, weights: Any) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    """Any other task's answer: per head its value, or its class, that class's probability, every
+    class's probability and the conformal prediction set at each of `intervals`."""
+    task = members[0].task
+    sets = fit_prediction_sets(task, members, tta, weights, list(cfg.intervals))
+
+    def answer(chunk: pd.DataFrame) -> pd.DataFrame:
+        decoded = predict_members(members, chunk, tta, weights).combined
+        written = pd.concat([chunk.reset_index(drop=True), task.prediction_columns(decoded)], axis=1)
+        add_prediction_sets(written, task, decoded, sets, list(cfg.intervals))
+        return written.set_axis(chunk.index)
+
+    return answer
 
 
 @hydra_command("predict")

@@ -10,7 +10,7 @@ import uvicorn
 from omegaconf import DictConfig
 
 from boneage.cli import hydra_command
-from boneage.evaluation.ensemble import load_members, plain
+from boneage.evaluation.ensemble import load_members, plain, require_age_task
 from boneage.evaluation.ood import ood_of
 from boneage.evaluation.trust import trust_for
 from boneage.serving.app import create_app
@@ -20,6 +20,7 @@ from boneage.serving.model import ServedModel
 def build_app(cfg: DictConfig):
     """The app for the run or ensemble of `cfg`, with its limits and batching."""
     members = load_members(cfg.run, plain(cfg.ensemble), cfg.sweep)
+    require_age_task(members, "serve")
     tta, weights = plain(cfg.tta), plain(cfg.weights)
     trust = trust_for(members, cfg, tta, weights, bool(cfg.interval))
     model = ServedModel(members, tta, weights, trust, cfg.interval, ood_of(members, cfg.ood_quantile))

@@ -13,7 +13,7 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.tuner import Tuner
 
-from boneage.build import build
+from boneage.build import build, build_data_and_module
 from boneage.checks import check_config
 from boneage.cli import hydra_command
 from boneage.errors import ConfigError

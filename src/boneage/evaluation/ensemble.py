@@ -13,7 +13,8 @@ from omegaconf import OmegaConf
 from boneage.errors import ConfigError
 from boneage.evaluation.exported import ExportedMember, is_export, load_export
 from boneage.evaluation.inference import TrainedRun, load_run
-from boneage.report import find_runs, run_row
+from boneage.runs.table import build_table, top_runs
+from boneage.tasks import AgeTask
 
 TOP_PREFIX = "top"
 
@@ -35,18 +36,16 @@ def load_members(
 
 
 def best_runs(selector: str, sweep: str | None) -> list[Path]:
-    """The N finished runs with the lowest val MAE under `sweep` (selector 'topN')."""
+    """The N best finished runs under `sweep` by their task's metric (selector 'topN')."""
     count = selector.removeprefix(TOP_PREFIX)
     if not selector.startswith(TOP_PREFIX) or not count.isdigit() or int(count) < 2:
         raise ConfigError(f"ensemble={selector!r}: use a list of runs or topN with N >= 2 (e.g. top3).")
     if not sweep or not Path(sweep).is_dir():
         raise ConfigError(f"ensemble={selector} needs sweep=<folder of runs> to choose from (got {sweep!r}).")
-    runs = find_runs([Path(sweep)])
-    scored = [(row["val_mae"], run) for run in runs if (row := run_row(run, Path(sweep))).get("status") == "finished"]
-    scored = sorted((mae, run) for mae, run in scored if mae is not None)
-    if len(scored) < int(count):
-        raise ConfigError(f"ensemble={selector}: only {len(scored)} finished run(s) under {sweep}.")
-    return [run for _, run in scored[: int(count)]]
+    chosen = top_runs(build_table([Path(sweep)]), int(count))
+    if len(chosen) < int(count):
+        raise ConfigError(f"ensemble={selector}: only {len(chosen)} finished run(s) under {sweep}.")
+    return [Path(sweep).resolve().parent / run for run in chosen]
 
 
 def plain(value: Any) -> Any:
@@ -90,3 +89,13 @@ def shared_rows(members: Sequence[TrainedRun], subset: str) -> pd.DataFrame:
                 "the data and split (data.split.seed), or evaluate them on a table with data=table ..."
             )
     return rows
+
+
+def require_age_task(members: Sequence[Any], command: str) -> None:
+    """`command` (export, serve) handles age runs so far: say so for the other tasks."""
+    task = members[0].task
+    if not isinstance(task, AgeTask):
+        raise ConfigError(
+            f"{command} handles age runs so far; {members[0].name} predicts {task.names} "
+            f"({type(task).__name__}). Its predictions come from python -m boneage.predict run=<run> input=<images>."
+        )

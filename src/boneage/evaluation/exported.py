@@ -16,6 +16,7 @@ import torch
 
 from boneage.errors import ConfigError
 from boneage.evaluation.inference import predict_views
+from boneage.tasks import AgeTask
 
 SIDECAR = "boneage_export.json"
 
@@ -59,6 +60,11 @@ class ExportedMember:
     @property
     def unit(self) -> str:
         return self.entry["unit"]
+
+    @property
+    def task(self) -> AgeTask:
+        """Exports hold age networks (boneage.export refuses the other tasks)."""
+        return AgeTask()
 
     @property
     def inputs(self) -> list[str]:

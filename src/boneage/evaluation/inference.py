@@ -16,7 +16,6 @@ import albumentations as A
 import numpy as np
 import pandas as pd
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
@@ -29,6 +28,7 @@ from boneage.errors import ConfigError
 from boneage.evaluation.tta import Views, tta_views
 from boneage.modules.model import ImageModel
 from boneage.records import RunRecord
+from boneage.tasks.base import Task
 
 PREPROCESSING = ("image_size", "clahe", "clahe_clip_limit", "clahe_tile_grid")  # preprocessing()'s arguments
 Forward = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]  # images, table inputs -> ages
@@ -41,9 +41,7 @@ def predict_views(
     """`forward`'s answer (an age, a spread, features) for each TTA view of each image of `rows`
     (column `image`), read with a run's preprocessing `settings` (image_size, clahe...,
     augment, inputs): an array (views, images, ...)."""
-    inputs = encode_inputs(
-        rows, settings["inputs"], f"the images for {name} (trained with table inputs: give a table)"
-    )
+    inputs = encode_inputs(rows, settings["inputs"], f"the images for {name} (trained with table inputs: give a table)")
     steps = preprocessing(*(settings[key] for key in PREPROCESSING))
     views = Views([build_pipeline(steps, view) for view in tta_views(tta, settings["augment"]).values()])
     loader = DataLoader(ImageDataset(rows, views, inputs=inputs), batch_size=batch_size)
@@ -72,6 +70,11 @@ class TrainedRun:
     def unit(self) -> str:
         data = RunRecord(self.run_dir).read_if_readable().get("data") or {}
         return data.get("age_unit") or str(self.config.data.source.get("age_unit", "years"))
+
+    @property
+    def task(self) -> Task:
+        """What the network predicts (its heads, their classes)."""
+        return self.module.task
 
     @property
     def inputs(self) -> list[str]:

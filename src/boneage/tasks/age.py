@@ -53,7 +53,9 @@ class AgeTask(Task):
         return [("MAE", "mae"), ("RMSE", "rmse"), ("Pearson r", "pearson")]
 
     def trivial_columns(self, trivial) -> list[tuple[str, dict]]:
-        return [("mean-predictor MAE", {stage: figures["mean_predictor_mae"] for stage, figures in trivial["age"].items()})]
+        return [
+            ("mean-predictor MAE", {stage: figures["mean_predictor_mae"] for stage, figures in trivial["age"].items()})
+        ]
 
     def summary_note(self, unit: str) -> str:
         return f"(errors in {unit}; the mean predictor always answers the training set's mean age)"

@@ -14,10 +14,10 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from boneage.tasks.balance import balance_weights
 from boneage.errors import ConfigError, DataError
 from boneage.evaluation.plots import confusion_matrix_figure
 from boneage.modules.losses import ClassificationLoss
+from boneage.tasks.balance import balance_weights
 
 TOP_K_FROM = 6  # top-k accuracy is reported once there are more classes than this minus one
 
@@ -127,7 +127,9 @@ class ClassificationHead(nn.Module):
                 "data.balance.method=lds smooths the density over neighbouring values, which classes do not "
                 "have: use data.balance.method=sampler, or class weights in the loss (loss.class_weights)."
             )
-        return balance_weights(self.targets(values).astype(float), balance.get("method"), 1.0, balance.get("power", 1.0))
+        return balance_weights(
+            self.targets(values).astype(float), balance.get("method"), 1.0, balance.get("power", 1.0)
+        )
 
     def describe(self, values: pd.Series) -> dict[str, int]:
         return {str(value): int(count) for value, count in values.value_counts().sort_index().items()}

@@ -19,9 +19,9 @@ from torchmetrics import (
     SpearmanCorrCoef,
 )
 
-from boneage.tasks.balance import balance_weights
 from boneage.errors import ConfigError, DataError
 from boneage.evaluation.metrics import regression_metrics
+from boneage.tasks.balance import balance_weights
 
 # The names a task's metrics may have, and what computes each (torchmetrics, per epoch).
 METRICS = {
