@@ -17,7 +17,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from boneage.resolvers import register_resolvers
+from boneage.config.resolvers import register_resolvers
 
 register_resolvers()  # as boneage.train does before composing
 

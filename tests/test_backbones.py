@@ -7,7 +7,7 @@ import pytest
 import timm
 import torch
 
-from boneage.errors import ConfigError
+from boneage.config.errors import ConfigError
 from boneage.modules.backbones import create_backbone
 from boneage.modules.model import ImageModel
 

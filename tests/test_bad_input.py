@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from boneage.config.errors import DataError
 from boneage.datamodules import ImageDataModule, SubjectSplit, TableSource
-from boneage.errors import DataError
 
 COLUMNS = {"image": "file", "age": "age", "subject": "patient", "sex": "sex"}
 

@@ -127,9 +127,10 @@ def test_cli_help_lists_the_config_groups(tmp_path, data_dir):
     assert result.returncode == 0, result.stderr
     for line in (
         "convnext_tiny, efficientnet_b0",
-        "loss: huber, mae, mean_variance, mse, smooth_l1",
+        "loss: class_weighted, cross_entropy, cross_entropy_smooth, focal, focal_effective, huber, logit_adjusted, mae",
+        "task: age, classify, multitask, score",
         "trainer: cpu, ddp",
-        "averaging: ema, swa",
+        "averaging: ema, swa, swa_late",
     ):
         assert line in result.stdout
 

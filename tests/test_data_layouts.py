@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
-from boneage.cli import check_override_syntax
+from boneage.config.cli import check_override_syntax
 from boneage.datamodules.images import read_grayscale
 from boneage.datamodules.table import TableSource
 from tests.conftest import compose_app

@@ -16,10 +16,10 @@ from fastapi.testclient import TestClient
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from boneage.config.errors import ConfigError, DataError
 from boneage.datamodules.images import read_grayscale
 from boneage.datamodules.splits import SubjectSplit
 from boneage.datamodules.transforms import build_pipeline, preprocessing
-from boneage.errors import ConfigError, DataError
 from boneage.evaluate import evaluate
 from boneage.evaluation.ensemble import load_members
 from boneage.evaluation.inference import load_run
@@ -107,7 +107,7 @@ def test_evaluating_a_run_reproduces_the_test_mae_of_training(two_runs, tmp_path
 
 @pytest.mark.slow
 def test_evaluating_on_a_table_uses_all_its_rows(two_runs, tmp_path, data_dir):
-    (labels,) = data_dir.glob("synthetic/hands_n60_*/labels.csv")
+    (labels,) = data_dir.glob("synthetic/hands2_n60_*/labels.csv")
     overrides = [
         f"run={two_runs[0]}", "data=table",
         f"data.source.path={labels}", f"data.source.image_dir={labels.parent}/images",

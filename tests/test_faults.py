@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from boneage.errors import ConfigError, DiskFullError, TrainingError
+from boneage.config.errors import ConfigError, DiskFullError, TrainingError
+from boneage.config.resolvers import unique_dir
 from boneage.modules.model import ImageModel
-from boneage.records import RunRecord
 from boneage.report import build_table
-from boneage.resolvers import unique_dir
+from boneage.runs.records import RunRecord
 from boneage.train import train
 from tests.conftest import TINY, run_cli, start_cli, wait_until_gone
 

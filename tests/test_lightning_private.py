@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pytorch_lightning.callbacks import WeightAveraging
 
-from boneage import lightning_private
+from boneage.runtime import lightning_private
 
 
 def test_the_installed_lightning_has_every_private_part_boneage_uses():

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from boneage.config.errors import ConfigError
 from boneage.datamodules.splits import SubjectSplit, split_summary
-from boneage.errors import ConfigError
 
 
 def longitudinal_table(n_subjects: int = 400, seed: int = 0) -> pd.DataFrame:

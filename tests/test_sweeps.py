@@ -15,9 +15,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from boneage.launch import DeviceSlots
 from boneage.report import build_table
 from boneage.report import main as report_main
+from boneage.runtime.launch import DeviceSlots
 from tests.conftest import CONF_DIR, TINY, run_cli
 
 EXPECTED_JOBS = {

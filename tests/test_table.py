@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from boneage.config.errors import DataError
 from boneage.datamodules import ImageDataModule, SubjectSplit, TableSource
 from boneage.datamodules.images import read_grayscale
-from boneage.errors import DataError
 
 COLUMNS = {"image": "Filename", "age": "BoneAge(months)", "subject": "PatientID", "sex": "Gender"}
 

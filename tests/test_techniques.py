@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from boneage.callbacks import FreezeBackbone
 from boneage.callbacks.averaging import ema_with_warmup
-from boneage.errors import DataError
+from boneage.config.errors import DataError
 from boneage.evaluate import evaluate
 from boneage.evaluation.inference import load_run
 from boneage.modules.losses import MeanVarianceLoss

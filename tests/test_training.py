@@ -13,7 +13,7 @@ from mlflow.tracking import MlflowClient
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from boneage.errors import ConfigError
+from boneage.config.errors import ConfigError
 from boneage.evaluation.inference import load_run
 from boneage.train import train
 from tests.conftest import TINY, run_cli

@@ -14,10 +14,10 @@ import pytest
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from boneage.errors import ConfigError
-from boneage.records import RunRecord
+from boneage.config.errors import ConfigError
 from boneage.report import main as report_main
-from boneage.sweep_resume import continue_sweep_job
+from boneage.runs.records import RunRecord
+from boneage.runs.sweep_resume import continue_sweep_job
 from tests.conftest import TINY, run_cli, start_cli, wait_until_gone
 
 

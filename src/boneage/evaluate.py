@@ -15,9 +15,10 @@ import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from boneage.cli import hydra_command
+from boneage.config.cli import hydra_command
+from boneage.config.errors import DataError
+from boneage.config.resolvers import unique_dir
 from boneage.datamodules.validation import describe
-from boneage.errors import DataError
 from boneage.evaluation.ensemble import load_members, plain, predict_members, shared_test_rows
 from boneage.evaluation.heatmaps import heat_map_grid
 from boneage.evaluation.inference import TrainedRun
@@ -28,8 +29,7 @@ from boneage.evaluation.plots import plot_evaluation
 from boneage.evaluation.targets import evaluate_targets, fit_prediction_sets, write_targets_markdown
 from boneage.evaluation.trust import Trust, interval_figures, spreads_of, trust_for
 from boneage.evaluation.tta import uses_tta
-from boneage.records import now
-from boneage.resolvers import unique_dir
+from boneage.runs.records import now
 from boneage.tasks import AgeTask
 from boneage.tasks.base import Task
 

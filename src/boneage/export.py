@@ -19,14 +19,14 @@ import torch
 from omegaconf import DictConfig
 
 from boneage import __version__
-from boneage.cli import hydra_command
-from boneage.errors import ConfigError, ExportError
+from boneage.config.cli import hydra_command
+from boneage.config.errors import ConfigError, ExportError
+from boneage.config.resolvers import unique_dir
 from boneage.evaluation.ensemble import load_members, plain, predict_members, require_age_task, shared_test_rows
 from boneage.evaluation.exported import SIDECAR, load_export
 from boneage.evaluation.inference import TrainedRun
 from boneage.evaluation.trust import trust_for
-from boneage.records import now
-from boneage.resolvers import unique_dir
+from boneage.runs.records import now
 
 SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
 

@@ -21,7 +21,7 @@ import torch
 from omegaconf import DictConfig
 
 from boneage.bench import compare_models
-from boneage.cli import hydra_command
+from boneage.config.cli import hydra_command
 
 OOM_MESSAGE = "GPU out of memory with data.batch_size="
 

@@ -12,9 +12,9 @@ from typing import Any
 import pandas as pd
 from omegaconf import DictConfig
 
-from boneage.cli import hydra_command
+from boneage.config.cli import hydra_command
+from boneage.config.errors import ConfigError, DataError
 from boneage.datamodules.images import IMAGE_SUFFIXES, unreadable_reason
-from boneage.errors import ConfigError, DataError
 from boneage.evaluation.ensemble import load_members, plain, predict_members
 from boneage.evaluation.heatmaps import write_heat_maps
 from boneage.evaluation.inference import TrainedRun

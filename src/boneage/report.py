@@ -16,7 +16,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from boneage.plots import save_figure
+from boneage.runs.plots import save_figure
 from boneage.runs.table import PARAMETERS, Ranking, build_table
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ A run continues in its own directory, with its own composed config (`.hydra/conf
 from `checkpoints/last.ckpt` (the end of its last complete epoch). A sweep (a folder with
 Hydra's `multirun.yaml`) is launched again as it was, into its own folder, with
 `sweep_resume=true`: finished jobs are kept, the others continue or start again (see
-boneage.sweep_resume); add `retry_failed=true` to rerun jobs that failed on a bad value.
+boneage.runs.sweep_resume); add `retry_failed=true` to rerun jobs that failed on a bad value.
 `last` picks the most recently active unfinished run under outputs/ and multirun/, or the
 sweep it belongs to.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from boneage.records import RunRecord, still_running
+from boneage.runs.records import RunRecord, still_running
 
 SEARCHED = ("outputs", "multirun")
 SWEEP_RECORD = "multirun.yaml"  # Hydra's record of a sweep: its overrides, launcher and config sources

@@ -9,7 +9,7 @@ from __future__ import annotations
 import uvicorn
 from omegaconf import DictConfig
 
-from boneage.cli import hydra_command
+from boneage.config.cli import hydra_command
 from boneage.evaluation.ensemble import load_members, plain, require_age_task
 from boneage.evaluation.ood import ood_of
 from boneage.evaluation.trust import trust_for

@@ -28,19 +28,19 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from boneage.build import build, build_data_and_module
-from boneage.checks import check_checkpoint, check_config, check_free_space
-from boneage.cli import hydra_command
-from boneage.ddp import ddp_failures_explained, distributed_job_scope, route_ranks_to_job_directory
-from boneage.errors import ConfigError, DiskFullError, TrainingError
-from boneage.hparams import log_final_metrics, log_run_hparams
-from boneage.lifetime import PROMPT_STOP
-from boneage.records import RunRecord, environment, now
-from boneage.speed import measure_inference
-from boneage.summary import format_summary
-from boneage.sweep_resume import continue_sweep_job
-from boneage.techniques import active_techniques
-from boneage.trackers import end_tracker_runs
+from boneage.config.build import build, build_data_and_module
+from boneage.config.checks import check_checkpoint, check_config, check_free_space
+from boneage.config.cli import hydra_command
+from boneage.config.errors import ConfigError, DiskFullError, TrainingError
+from boneage.runs.hparams import log_final_metrics, log_run_hparams
+from boneage.runs.records import RunRecord, environment, now
+from boneage.runs.summary import format_summary
+from boneage.runs.sweep_resume import continue_sweep_job
+from boneage.runs.techniques import active_techniques
+from boneage.runs.trackers import end_tracker_runs
+from boneage.runtime.ddp import ddp_failures_explained, distributed_job_scope, route_ranks_to_job_directory
+from boneage.runtime.lifetime import PROMPT_STOP
+from boneage.runtime.speed import measure_inference
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ def _fit_and_test(
     log_final_metrics(trainer, module, metrics)
     data = datamodule.summary()
     speed = None
-    if trainer.is_global_zero:
+    if trainer.is_global_zero and not trainer.fast_dev_run:  # a smoke run's speed says nothing
         speed = measure_inference(module, datamodule.val_dataloader(), trainer.strategy.root_device)
     task = datamodule.task
     return {

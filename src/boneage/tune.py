@@ -13,11 +13,11 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.tuner import Tuner
 
-from boneage.build import build, build_data_and_module
-from boneage.checks import check_config
-from boneage.cli import hydra_command
-from boneage.errors import ConfigError
-from boneage.plots import save_figure
+from boneage.config.build import build, build_data_and_module
+from boneage.config.checks import check_config
+from boneage.config.cli import hydra_command
+from boneage.config.errors import ConfigError
+from boneage.runs.plots import save_figure
 
 FINDERS = ("lr", "batch_size")
 

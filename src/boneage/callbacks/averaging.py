@@ -6,7 +6,7 @@ test and `boneage.evaluate` all use the averaged network. Two adjustments for bo
 nothing is swapped in or saved before the first average exists (SWA starts late), and once
 fit ends the averager steps aside, so that validating or testing a checkpoint uses exactly
 the weights in that checkpoint. The private parts of Lightning used here live in
-boneage.lightning_private.
+boneage.runtime.lightning_private.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pytorch_lightning.core.optimizer import LightningOptimizer
 from pytorch_lightning.utilities.types import LRSchedulerConfig
 from torch.optim.swa_utils import SWALR
 
-from boneage.lightning_private import (
+from boneage.runtime.lightning_private import (
     averaged_model,
     copy_average_to_current,
     drop_average,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytorch_lightning as pl
 
-from boneage.seeding import derived_seed, seed_generators
+from boneage.runtime.seeding import derived_seed, seed_generators
 
 
 class SeedEveryEpoch(pl.Callback):

@@ -13,8 +13,8 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.utilities import rank_zero_only
 
-from boneage.plots import plot_training_curves
-from boneage.records import RunRecord, now, write_atomically
+from boneage.runs.plots import plot_training_curves
+from boneage.runs.records import RunRecord, now, write_atomically
 
 log = logging.getLogger(__name__)
 

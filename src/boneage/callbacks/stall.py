@@ -22,8 +22,8 @@ from typing import Any
 
 import pytorch_lightning as pl
 
-from boneage.records import RunRecord, now
-from boneage.stacks import remove_worker_stack_files, write_stacks
+from boneage.runs.records import RunRecord, now
+from boneage.runtime.stacks import remove_worker_stack_files, write_stacks
 
 
 class StallWatchdog(pl.Callback):

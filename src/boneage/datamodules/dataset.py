@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 
 from boneage.datamodules.cache import CachedImages
 from boneage.datamodules.images import read_grayscale
-from boneage.seeding import derived_seed
+from boneage.runtime.seeding import derived_seed
 
 
 class ImageDataset(Dataset):

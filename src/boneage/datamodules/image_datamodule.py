@@ -14,6 +14,7 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 
+from boneage.config.errors import ConfigError, DataError
 from boneage.datamodules.cache import CachedImages, cached_images
 from boneage.datamodules.dataset import ImageDataset
 from boneage.datamodules.inputs import encode_inputs
@@ -22,8 +23,7 @@ from boneage.datamodules.splits import SubjectSplit, split_summary
 from boneage.datamodules.transforms import build_pipeline, preprocessing
 from boneage.datamodules.validation import describe
 from boneage.datamodules.workers import worker_context, worker_setup
-from boneage.errors import ConfigError, DataError
-from boneage.records import write_atomically
+from boneage.runs.records import write_atomically
 from boneage.tasks import AgeTask
 from boneage.tasks.base import Head, Task
 

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from boneage.config.errors import DataError
 from boneage.datamodules.sex import read_sex
-from boneage.errors import DataError
 
 SEX_VALUES = {"F": 1.0, "M": 0.0}
 

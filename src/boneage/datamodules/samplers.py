@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from boneage.seeding import derived_seed
+from boneage.runtime.seeding import derived_seed
 
 
 class EpochSampler(Sampler[tuple[int, int]]):

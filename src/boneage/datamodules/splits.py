@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from boneage.errors import ConfigError
+from boneage.config.errors import ConfigError
 from boneage.tasks import AgeHead
 from boneage.tasks.base import Head
 

@@ -26,8 +26,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from boneage.config.errors import ConfigError
 from boneage.datamodules.table import TableSource
-from boneage.errors import ConfigError
 from boneage.tasks.base import Head
 
 log = logging.getLogger(__name__)

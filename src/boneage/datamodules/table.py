@@ -9,9 +9,9 @@ from typing import Any
 
 import pandas as pd
 
+from boneage.config.errors import DataError
 from boneage.datamodules.sex import read_sex
 from boneage.datamodules.validation import row_problems
-from boneage.errors import DataError
 from boneage.tasks import AgeHead
 from boneage.tasks.base import Head
 
@@ -88,7 +88,8 @@ class TableSource:
 
     def _checked_mapping(self, raw: pd.DataFrame, targets: list[str]) -> dict[str, str | None]:
         roles = [*FIXED_ROLES, *targets]
-        unknown = set(self.columns) - set(roles) - {"age"}  # an age column may stay mapped under another task
+        mapped = {role for role, column in self.columns.items() if column}
+        unknown = mapped - set(roles) - {"age"}  # an age column may stay mapped under another task
         if unknown:
             raise DataError(
                 f"data.source.columns has unknown role(s) {sorted(unknown)}; the roles are {roles} "

@@ -22,9 +22,9 @@ import os
 from collections.abc import Callable
 from multiprocessing.context import BaseContext
 
-from boneage.errors import ConfigError
-from boneage.lifetime import exit_with
-from boneage.stacks import dump_stacks_on_request
+from boneage.config.errors import ConfigError
+from boneage.runtime.lifetime import exit_with
+from boneage.runtime.stacks import dump_stacks_on_request
 
 PRELOADED = ["boneage.datamodules.dataset"]  # torch, albumentations, numpy: imported once, not per worker
 
@@ -46,7 +46,7 @@ def worker_context(method: str | None) -> BaseContext | None:
 
 def worker_setup() -> Callable[[int], None]:
     """A loader `worker_init_fn`: the worker ends once this (the training) process is gone, and
-    writes its stacks when a stalled run asks (boneage.stacks)."""
+    writes its stacks when a stalled run asks (boneage.runtime.stacks)."""
     return functools.partial(_set_up_worker, os.getpid())
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from boneage.errors import ConfigError
+from boneage.config.errors import ConfigError
 from boneage.evaluation.exported import ExportedMember, is_export, load_export
 from boneage.evaluation.inference import TrainedRun, load_run
 from boneage.runs.table import build_table, top_runs

@@ -14,7 +14,7 @@ import onnxruntime
 import pandas as pd
 import torch
 
-from boneage.errors import ConfigError
+from boneage.config.errors import ConfigError
 from boneage.evaluation.inference import predict_views
 from boneage.tasks import AgeTask
 

@@ -22,7 +22,7 @@ from torch import nn
 from boneage.datamodules.images import read_grayscale
 from boneage.datamodules.inputs import encode_inputs
 from boneage.evaluation.inference import TrainedRun
-from boneage.plots import save_figure
+from boneage.runs.plots import save_figure
 
 
 class _ImagesOnly(nn.Module):

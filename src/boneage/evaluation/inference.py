@@ -19,15 +19,15 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.data import DataLoader
 
-from boneage.build import build_trained_module
-from boneage.checks import check_checkpoint, read_checkpoint
+from boneage.config.build import build_trained_module
+from boneage.config.checks import check_checkpoint, read_checkpoint
+from boneage.config.errors import ConfigError
 from boneage.datamodules.dataset import ImageDataset
 from boneage.datamodules.inputs import encode_inputs
 from boneage.datamodules.transforms import build_pipeline, preprocessing
-from boneage.errors import ConfigError
 from boneage.evaluation.tta import Views, tta_views
 from boneage.modules.model import ImageModel
-from boneage.records import RunRecord
+from boneage.runs.records import RunRecord
 from boneage.tasks.base import Task
 
 PREPROCESSING = ("image_size", "clahe", "clahe_clip_limit", "clahe_tile_grid")  # preprocessing()'s arguments

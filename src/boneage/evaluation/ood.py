@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
-from boneage.errors import ConfigError
+from boneage.config.errors import ConfigError
 from boneage.evaluation.ensemble import shared_rows
 from boneage.evaluation.inference import TrainedRun
 

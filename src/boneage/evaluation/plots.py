@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from boneage.plots import save_figure
+from boneage.runs.plots import save_figure
 
 
 def predicted_vs_true_figure(true: np.ndarray, predicted: np.ndarray, unit: str, quantity: str = "age") -> plt.Figure:

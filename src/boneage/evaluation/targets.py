@@ -14,7 +14,7 @@ import pandas as pd
 from boneage.evaluation.ensemble import predict_members, shared_rows
 from boneage.evaluation.plots import predicted_vs_true_figure
 from boneage.evaluation.prediction_sets import PredictionSets
-from boneage.plots import save_figure
+from boneage.runs.plots import save_figure
 from boneage.tasks.base import Task
 
 IDENTITY = ("image", "subject", "sex")

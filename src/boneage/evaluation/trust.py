@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from crepes import ConformalRegressor
 
-from boneage.errors import ConfigError
+from boneage.config.errors import ConfigError
 from boneage.evaluation.ensemble import MemberPredictions, predict_members, shared_rows
 from boneage.evaluation.exported import ExportedMember
 from boneage.evaluation.inference import TrainedRun

@@ -16,7 +16,7 @@ import albumentations as A
 import torch
 from hydra.utils import instantiate
 
-from boneage.errors import ConfigError
+from boneage.config.errors import ConfigError
 
 TTA_CHOICES = ("none", "hflip", "zoom", "shift", "multiscale")  # multiscale: the former name of zoom
 View = list[A.BasicTransform]

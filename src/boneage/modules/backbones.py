@@ -10,7 +10,7 @@ from typing import Any
 import timm
 from torch import nn
 
-from boneage.errors import ConfigError
+from boneage.config.errors import ConfigError
 
 log = logging.getLogger(__name__)
 

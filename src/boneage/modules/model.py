@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.optim import Optimizer
 
-from boneage.errors import ConfigError, TrainingError
+from boneage.config.errors import ConfigError, TrainingError
 from boneage.modules.backbones import create_backbone, feature_width
 from boneage.modules.mixup import Mixup
 from boneage.modules.param_groups import parameter_groups

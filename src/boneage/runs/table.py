@@ -15,8 +15,8 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
-from boneage.records import RECORD_NAME, process_gone
-from boneage.techniques import active_techniques
+from boneage.runs.records import RECORD_NAME, process_gone
+from boneage.runs.techniques import active_techniques
 
 PARAMETERS = ("model", "dropout", "lr", "weight_decay", "loss", "batch_size", "image_size", "clahe")
 DEFAULT_MONITOR = ("val/mae", "min")  # runs recorded before tasks existed were age runs

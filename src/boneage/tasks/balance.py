@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import gaussian_filter1d
 
-from boneage.errors import ConfigError
+from boneage.config.errors import ConfigError
 
 METHODS = (None, "sampler", "lds")
 

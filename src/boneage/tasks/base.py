@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from boneage.errors import ConfigError
+from boneage.config.errors import ConfigError
 from boneage.tasks.classification import ClassificationHead
 from boneage.tasks.regression import RegressionHead
 

@@ -14,7 +14,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from boneage.errors import ConfigError, DataError
+from boneage.config.errors import ConfigError, DataError
 from boneage.evaluation.plots import confusion_matrix_figure
 from boneage.modules.losses import ClassificationLoss
 from boneage.tasks.balance import balance_weights
@@ -56,6 +56,8 @@ class ClassificationHead(nn.Module):
         self.classes: list[Any] = list(self.declared or [])
         self.top_k = top_k
         self.required = required
+        if self.declared:
+            self.loss.fit_counts(torch.ones(len(self.classes)))  # even counts until the training rows are seen
 
     @property
     def outputs(self) -> int:

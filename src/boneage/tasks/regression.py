@@ -19,7 +19,7 @@ from torchmetrics import (
     SpearmanCorrCoef,
 )
 
-from boneage.errors import ConfigError, DataError
+from boneage.config.errors import ConfigError, DataError
 from boneage.evaluation.metrics import regression_metrics
 from boneage.tasks.balance import balance_weights
 

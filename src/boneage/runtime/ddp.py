@@ -34,9 +34,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_original_cwd
 from pytorch_lightning.strategies import DDPStrategy
 
-from boneage.errors import TrainingError
-from boneage.lifetime import exit_with
-from boneage.lightning_private import start_ranks_with, watch_ranks_with
+from boneage.config.errors import TrainingError
+from boneage.runtime.lifetime import exit_with
+from boneage.runtime.lightning_private import start_ranks_with, watch_ranks_with
 
 log = logging.getLogger(__name__)
 

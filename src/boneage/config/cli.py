@@ -18,7 +18,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig
 
-from boneage.resolvers import register_resolvers
+from boneage.config.resolvers import register_resolvers
 
 CONFIG_PATH = "pkg://boneage.conf"
 

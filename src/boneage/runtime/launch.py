@@ -21,7 +21,7 @@ from filelock import FileLock, Timeout
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from boneage.lifetime import exit_with
+from boneage.runtime.lifetime import exit_with
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import torch
 from omegaconf import DictConfig
 from torch import nn
 
-from boneage.errors import ConfigError, DiskFullError
+from boneage.config.errors import ConfigError, DiskFullError
 from boneage.modules.backbones import check_model_name
 
 CHECKPOINT_COPIES = 3  # best + last + the temporary file of an atomic save

@@ -20,8 +20,8 @@ from typing import Any
 
 from omegaconf import DictConfig, open_dict
 
-from boneage.errors import ConfigError
-from boneage.records import RECORD_NAME, RunRecord
+from boneage.config.errors import ConfigError
+from boneage.runs.records import RECORD_NAME, RunRecord
 
 log = logging.getLogger(__name__)
 

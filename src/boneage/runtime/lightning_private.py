@@ -6,10 +6,10 @@ instead, naming what is missing and the version range boneage is tested with, so
 the `pytorch-lightning` pin can be widened safely (tests/test_lightning_private.py).
 
 - `subprocess_script._hydra_subprocess_cmd(local_rank) -> (command, cwd)`: how Lightning
-  starts DDP ranks 1..N-1 under Hydra; boneage replaces it (boneage.ddp).
+  starts DDP ranks 1..N-1 under Hydra; boneage replaces it (boneage.runtime.ddp).
 - `subprocess_script._launch_process_observer(child_processes)`: Lightning's watcher of those
   ranks, which SIGKILLs the launching process (a whole sweep) when one fails; boneage
-  replaces it (boneage.ddp.watch_ranks).
+  replaces it (boneage.runtime.ddp.watch_ranks).
 - `WeightAveraging._average_model`, `._swap_models(module)`, `._copy_average_to_current(module)`:
   the averaged network and the swaps that boneage's EMA/SWA schedule differently
   (boneage.callbacks.averaging).

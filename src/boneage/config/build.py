@@ -11,7 +11,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from boneage.errors import BoneageError
+from boneage.config.errors import BoneageError
 
 
 def build(node: DictConfig, **kwargs: Any) -> Any:

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from boneage.lifetime import alive
+from boneage.runtime.lifetime import alive
 
 RECORD_NAME = "run.json"
 RESERVE_NAME = ".space_reserve"  # released when the disk fills, so the record can still be written

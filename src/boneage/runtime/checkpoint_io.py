@@ -9,7 +9,7 @@ from typing import Any
 
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-from boneage.errors import DiskFullError
+from boneage.config.errors import DiskFullError
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

@@ -1,0 +1,284 @@
+"""Tasks beyond age: classes, scores and several heads, from the table to the ranked report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from boneage.config.build import build_data_and_module
+from boneage.config.errors import ConfigError, DataError
+from boneage.datamodules import ImageDataModule, SubjectSplit, TableSource
+from boneage.evaluate import evaluate
+from boneage.modules.losses import ClassificationLoss, FocalLoss, LogitAdjustedLoss, class_weights
+from boneage.modules.mixup import mix_batch
+from boneage.predict import predict
+from boneage.report import main as report_main
+from boneage.tasks import ClassifyTask, MultiTask, RegressionHead, ScoreTask
+from boneage.tasks.classification import ClassificationHead
+from tests.conftest import TINY, compose_app, run_cli
+
+EXPERIMENTS = ("imbalanced_v1", "imbalanced_v2", "imbalanced_v3", "iqa_lr_sweep", "tongue_multitask")
+
+
+def write_table(folder: Path, rows: list[tuple], columns: list[str]) -> TableSource:
+    """A label table whose images are small noise squares (one per row), and its source."""
+    images = folder / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for row in rows:
+        cv2.imwrite(str(images / row[0]), rng.integers(0, 255, (24, 24), dtype=np.uint8))
+    pd.DataFrame(rows, columns=columns).to_csv(folder / "labels.csv", index=False)
+    mapping = {"image": "image", "subject": "subject"} | {c: c for c in columns if c not in ("image", "subject")}
+    return TableSource(str(folder / "labels.csv"), str(images), mapping)
+
+
+def classes_table(folder: Path, counts: dict, extra: list[tuple] = ()) -> TableSource:
+    rows = [(f"{label}_{i}.png", f"s_{label}_{i}", label) for label, n in counts.items() for i in range(n)]
+    return write_table(folder, [*rows, *extra], ["image", "subject", "label"])
+
+
+def datamodule(source: TableSource, task, tmp_path: Path, **kwargs) -> ImageDataModule:
+    split = SubjectSplit(**({"test_fraction": 0.2, "val_fraction": 0.2, "seed": 0} | kwargs))
+    return ImageDataModule(source, split, 16, 4, num_workers=0, output_dir=str(tmp_path / "run"), task=task)
+
+
+# --- losses -------------------------------------------------------------------------------------
+def test_class_weights_favour_rare_classes_and_focal_and_logit_adjustment_do_what_they_claim():
+    counts = torch.tensor([1000.0, 10.0])
+    inverse, effective = class_weights(counts, "inverse"), class_weights(counts, "effective", beta=0.999)
+    assert inverse[1] / inverse[0] == pytest.approx(100) and 1 < effective[1] / effective[0] < 100
+    logits, targets = torch.randn(8, 2), torch.eye(2)[torch.randint(0, 2, (8,))]
+    plain = ClassificationLoss()
+    plain.fit_counts(counts)
+    torch.testing.assert_close(
+        plain(logits, targets), torch.nn.functional.cross_entropy(logits, targets.argmax(1), reduction="none")
+    )
+    focal = FocalLoss(gamma=0.0)
+    focal.fit_counts(counts)
+    torch.testing.assert_close(focal(logits, targets), plain(logits, targets))
+    sure = torch.tensor([[4.0, -4.0]])
+    hard = FocalLoss(gamma=2.0)
+    hard.fit_counts(counts)
+    assert hard(sure, torch.tensor([[1.0, 0.0]])) < 0.01 * plain(sure, torch.tensor([[1.0, 0.0]]))  # easy: counts less
+    adjusted = LogitAdjustedLoss(tau=1.0)
+    adjusted.fit_counts(counts)
+    even = torch.zeros(1, 2)  # the plain loss is indifferent; the adjusted one punishes the rare class's miss more
+    assert adjusted(even, torch.tensor([[0.0, 1.0]])) > adjusted(even, torch.tensor([[1.0, 0.0]]))
+    smoothed = ClassificationLoss(label_smoothing=0.2)
+    smoothed.fit_counts(counts)
+    assert smoothed(sure, torch.tensor([[1.0, 0.0]])) > plain(sure, torch.tensor([[1.0, 0.0]]))
+
+
+def test_mixup_blends_classes_into_soft_targets_that_the_loss_and_metrics_take():
+    task = ClassifyTask(classes=["a", "b", "c"])
+    batch = {"image": torch.rand(2, 3, 8, 8), "label": torch.tensor([0, 2])}
+    mixed = mix_batch(batch, 0.7, torch.tensor([1, 0]), task)
+    torch.testing.assert_close(mixed["label"], torch.tensor([[0.7, 0.0, 0.3], [0.3, 0.0, 0.7]]))
+    losses, present = task.heads["label"].losses(torch.zeros(2, 3), mixed["label"])
+    assert present.all() and torch.isfinite(losses).all()
+
+
+# --- the table, the split and bad input ------------------------------------------------------------
+def test_classes_are_kept_as_written_and_the_split_is_stratified_by_class(tmp_path):
+    counts = {0: 40, 3: 10, 12: 10}
+    dm = datamodule(classes_table(tmp_path, counts), ClassifyTask(), tmp_path)
+    dm.setup()
+    assert dm.task.heads["label"].classes == [0, 3, 12]  # integers stay integers, in their order
+    table = dm.table
+    assert table.groupby("subject")["set"].nunique().max() == 1
+    for label, n in counts.items():
+        shares = table[table["label"] == label]["set"].value_counts()
+        assert shares["test"] == round(0.2 * n) and shares["val"] == round(0.2 * n)
+    splits = pd.read_csv(tmp_path / "run" / "splits.csv")
+    assert set(splits["label"]) == {0, 3, 12}
+    assert dm.summary()["trivial_predictor"]["label"]["test"]["majority_class"] == 0
+    words = datamodule(classes_table(tmp_path / "words", {"benign": 5, "Malignant": 5}), ClassifyTask(), tmp_path)
+    words.setup()
+    assert words.task.heads["label"].classes == ["Malignant", "benign"]  # strings as written
+
+
+@pytest.mark.parametrize(
+    ("counts", "extra", "task", "error", "message"),
+    [
+        ({"a": 10, "b": 10}, [("odd.png", "s_odd", "c")], ClassifyTask(classes=["a", "b"]), DataError,
+         r"(?s)1 bad row.*label 'c' is not one of the declared classes \['a', 'b'\]: 1 row\(s\): 22 \(odd.png\)"),
+        ({"a": 10, "b": 10}, [("gap.png", "s_gap", None)], ClassifyTask(), DataError,
+         r"label missing \(an empty cell or NaN\): 1 row\(s\): 22 \(gap.png\)"),
+        ({"a": 10, "b": 2}, [], ClassifyTask(), ConfigError,
+         r"fewer than 3 subjects.*label 'b': 2.*min_subjects_per_bin"),
+        ({"a": 12}, [], ClassifyTask(), DataError, r"label column holds 1 class\(es\) \(\['a'\]\)"),
+    ],
+    ids=["label outside the declared classes", "NaN class", "too few to stratify", "one value"],
+)  # fmt: skip
+def test_bad_class_columns_are_named_with_rows_and_counts(tmp_path, counts, extra, task, error, message):
+    with pytest.raises(error, match=message):
+        datamodule(classes_table(tmp_path, counts, extra), task, tmp_path).setup()
+
+
+def test_on_bad_rows_drop_lists_the_rows_dropped_and_trains_on_the_rest(tmp_path):
+    extra = [("gap.png", "s_gap", None), ("odd.png", "s_odd", "c")]
+    dm = datamodule(classes_table(tmp_path, {"a": 10, "b": 10}, extra), ClassifyTask(classes=["a", "b"]), tmp_path)
+    dm.on_bad_rows = "drop"
+    dm.setup()
+    dropped = pd.read_csv(tmp_path / "run" / "dropped_rows.csv")
+    assert sorted(dropped["file"]) == ["gap.png", "odd.png"] and len(dm.table) == 20
+
+
+def test_a_class_seen_only_in_val_or_test_is_refused(tmp_path):
+    dm = datamodule(classes_table(tmp_path, {"a": 10, "b": 10, "rare": 1}), ClassifyTask(), tmp_path,
+                    min_subjects_per_bin=1, test_fraction=0.6)  # fmt: skip
+    with pytest.raises(DataError, match=r"class\(es\) in the val/test sets but not in train \('rare': 1 image"):
+        dm.setup()
+
+
+def test_a_missing_target_column_and_a_constant_score_are_named(tmp_path):
+    source = classes_table(tmp_path, {"a": 10, "b": 10})
+    source.columns = {"image": "image", "subject": "subject", "score": "mos"}
+    with pytest.raises(
+        DataError, match=r"Column 'mos' \(data.source.columns.score\) is not in .*labels.csv. Its columns"
+    ):
+        datamodule(source, ScoreTask(), tmp_path).setup()
+    rows = [(f"{i}.png", f"s{i}", 3.0) for i in range(20)]
+    flat = write_table(tmp_path / "flat", rows, ["image", "subject", "score"])
+    with pytest.raises(DataError, match=r"score column has 1 distinct value"):
+        datamodule(flat, ScoreTask(), tmp_path).setup()
+
+
+def test_a_row_missing_one_label_trains_the_other_head_only(tmp_path):
+    rows = [(f"{i}.png", f"s{i}", ["x", "y"][i % 2], None if i % 3 == 0 else float(i)) for i in range(30)]
+    source = write_table(tmp_path, rows, ["image", "subject", "grade", "score"])
+    heads = {"grade": ClassificationHead(required=True), "score": RegressionHead(required=False)}
+    task = MultiTask(heads, monitor="val/grade/acc", mode="max")
+    dm = datamodule(source, task, tmp_path)
+    dm.setup()
+    batch = next(iter(dm.train_dataloader()))
+    assert torch.isnan(batch["score"]).any() and (batch["grade"] >= 0).all()
+    outputs = torch.zeros(len(batch["image"]), task.outputs, requires_grad=True)
+    losses, present = task.heads["score"].losses(task.split(outputs)["score"], batch["score"])
+    assert present.tolist() == (~torch.isnan(batch["score"])).tolist()
+    from boneage.modules.model import ImageModel
+
+    ImageModel._mean_loss(losses, None, present).backward()
+    gradient = outputs.grad[:, task.outputs - 1]  # the score's output
+    assert (gradient[~present] == 0).all() and (gradient[present] != 0).all()
+
+
+# --- configs ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("task", "monitor", "mode", "filename"), [
+    ("age", "val/mae", "min", "val_mae{val/mae:.4f}"),
+    ("classify", "val/acc", "max", "val_acc{val/acc:.4f}"),
+    ("score", "val/srcc", "max", "val_srcc{val/srcc:.4f}"),
+])  # fmt: skip
+def test_monitor_early_stopping_plateau_and_sweeps_follow_the_task(task, monitor, mode, filename):
+    cfg = compose_app("train", [f"task={task}", "scheduler=plateau", "hparams_search=optuna"])
+    checkpoint, stopping = cfg.callbacks.model_checkpoint, cfg.callbacks.early_stopping
+    assert (checkpoint.monitor, checkpoint.mode, stopping.monitor, stopping.mode) == (monitor, mode, monitor, mode)
+    assert (cfg.scheduler.monitor, cfg.scheduler.scheduler.mode, cfg.optimized_metric) == (monitor, mode, monitor)
+    assert checkpoint.filename.endswith(filename)
+    assert cfg.hydra.sweeper.direction == {"min": "minimize", "max": "maximize"}[mode] if "hydra" in cfg else True
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_the_users_plans_compose_as_their_notes_describe(experiment):
+    cfg = compose_app("train", [f"experiment={experiment}"])
+    expected = {
+        "imbalanced_v1": ("efficientnet_b0", "val/acc", "sampler"),
+        "imbalanced_v2": ("convnext_base", "val/acc", None),
+        "imbalanced_v3": ("tf_efficientnetv2_b2", "val/macro_f1", None),
+        "iqa_lr_sweep": ("swin_base_patch4_window7_224", "val/srcc", None),
+        "tongue_multitask": ("convnext_base", "val/loss", None),
+    }[experiment]
+    assert (cfg.model.name, cfg.task.monitor, cfg.data.balance.method) == expected
+    if experiment == "iqa_lr_sweep":
+        assert cfg.callbacks.early_stopping.patience == 3
+    if experiment == "tongue_multitask":
+        assert sorted(cfg.task.heads) == ["coat", "shape", "spots"] and cfg.training.freeze_backbone_epochs == 10
+
+
+# --- end to end ---------------------------------------------------------------------------------------
+def tongue_table(folder: Path, data_dir: Path) -> list[str]:
+    """Demo hands relabelled as the tongue guide's heads, some labels missing: the data overrides."""
+    (labels,) = data_dir.glob("synthetic/hands2_n60_*/labels.csv")
+    table = pd.read_csv(labels)
+    rng = np.random.default_rng(0)
+    table["coat"] = table["stage"]
+    table["shape"] = np.where(table["age_years"] > 9, "long", "round")
+    table["spots"] = np.where(rng.random(len(table)) < 0.3, None, table["sex"])
+    folder.mkdir(parents=True, exist_ok=True)
+    table.to_csv(folder / "tongue.csv", index=False)
+    return [
+        f"data.source.path={folder / 'tongue.csv'}", f"data.source.image_dir={labels.parent / 'images'}",
+        "data.source.columns.subject=subject",
+    ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_the_users_plans_run_with_fast_dev_run(tmp_path, data_dir, compose_train):
+    compose_train(TINY)  # generates the small demo set the tongue table is made of
+    build_data_and_module(compose_train(TINY))
+    for experiment in EXPERIMENTS:
+        data = tongue_table(tmp_path / "tongue", data_dir) if experiment == "tongue_multitask" else []
+        demo = [] if data else ["data.source.n_subjects=60", "data.source.image_size=64"]
+        small = [] if experiment == "iqa_lr_sweep" else ["model.image_size=32"]  # Swin's windows want 224
+        args = [
+            f"experiment={experiment}", "model.pretrained=false", "trainer=cpu", "+trainer.fast_dev_run=true",
+            "model.batch_size=4", "data.num_workers=1", f"hydra.run.dir={tmp_path / experiment}", *demo, *small, *data,
+        ]  # fmt: skip
+        result = run_cli(args, tmp_path, data_dir)
+        assert result.returncode == 0, f"{experiment}: {result.stderr[-3000:]}"
+        assert json.loads((tmp_path / experiment / "run.json").read_text())["status"] == "finished"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("experiment", "metric"), [
+    ("demo_classify", "val/acc"), ("demo_score", "val/srcc"), ("demo_multitask", "val/stage/acc"),
+])  # fmt: skip
+def test_each_task_trains_then_evaluates_predicts_and_ranks(tmp_path, data_dir, experiment, metric):
+    sweep = tmp_path / "sweep"
+    run = sweep / "run"
+    args = [*TINY, f"experiment={experiment}", "trainer.max_epochs=3", "data.split.min_subjects_per_bin=2",
+            f"hydra.run.dir={run}"]  # fmt: skip
+    result = run_cli(args, tmp_path, data_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.loads((run / "run.json").read_text())
+    losses = [row["train/loss"] for row in record["history"]]
+    assert losses[-1] < losses[0]  # it learns
+    assert metric in record["metrics"] and record["best"][metric] == max(row[metric] for row in record["history"])
+    assert "trivial_predictor" in record["data"] and "trivial predictor" in result.stdout
+
+    out = evaluate(compose_app("evaluate", [f"run={run}", f"output_dir={tmp_path / 'eval'}"]))
+    metrics = json.loads((out / "metrics.json").read_text())
+    evaluated = pd.read_csv(out / "predictions.csv")
+    for name, figures in metrics["heads"].items():
+        if "per_class" in figures:
+            assert (out / f"confusion_{name}.csv").is_file() and (out / f"confusion_{name}.png").is_file()
+            confusion = pd.read_csv(out / f"confusion_{name}.csv", index_col=0)
+            assert confusion.to_numpy().sum() == figures["n"] == evaluated[name].notna().sum()
+            assert np.trace(confusion.to_numpy()) / figures["n"] == pytest.approx(figures["acc"])
+            assert figures["prediction_sets"]["90%"]["mean_size"] >= 1
+        else:
+            assert {"srcc", "plcc", "krcc", "mean_predictor_mae"} <= set(figures)
+
+    images = tmp_path / "new"
+    images.mkdir()
+    for path in evaluated["image"].head(4):
+        (images / Path(path).name).write_bytes(Path(path).read_bytes())
+    output = tmp_path / "predictions.csv"
+    predict(compose_app("predict", [f"run={run}", f"input={images}", f"output={output}"]))
+    predicted = pd.read_csv(output)
+    assert len(predicted) == 4
+    probabilities = predicted.filter(regex=r"^p_")
+    if len(probabilities.columns):
+        np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-4)
+
+    report_main([str(sweep)])
+    report = pd.read_csv(sweep / "report.csv")
+    column = metric.replace("/", "_")
+    assert report.loc[0, column] == pytest.approx(record["metrics"][metric])
+    assert f"Runs ranked by val {column.removeprefix('val_')}" in (sweep / "report.md").read_text()
