@@ -23,6 +23,8 @@ from tests.conftest import CONF_DIR, TINY, run_cli
 EXPECTED_JOBS = {
     "baseline": 1, "demo": 1, "features": 4, "dropout": 5, "weight_decay": 3,
     "lr": 3, "loss": 3, "batch_size": 3, "architectures": 6,
+    "demo_classify": 1, "demo_score": 1, "demo_multitask": 1,
+    "imbalanced_v1": 1, "imbalanced_v2": 1, "imbalanced_v3": 1, "iqa_lr_sweep": 4, "tongue_multitask": 1,
 }  # fmt: skip
 
 
