@@ -90,8 +90,6 @@ class SyntheticClasses:
         for label, count in enumerate(class_counts(self.classes, self.images, self.smallest)):
             for index in range(count):
                 name = f"c{label:02d}_{index:05d}.png"
-                cv2.imwrite(
-                    str(folder / "images" / name), render_pattern(label, self.classes, self.height, self.width, rng)
-                )
+                cv2.imwrite(str(folder / "images" / name), render_pattern(label, self.height, self.width, rng))
                 rows.append((name, name.removesuffix(".png"), f"c{label:02d}"))
         pd.DataFrame(rows, columns=["image", "subject", "label"]).to_csv(folder / "labels.csv", index=False)
