@@ -10,11 +10,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from boneage.config.build import build_data_and_module
 from boneage.config.errors import ConfigError, DataError
 from boneage.datamodules import ImageDataModule, SubjectSplit, TableSource
 from boneage.evaluate import evaluate
+from boneage.evaluation.ensemble import load_members, predict_members
 from boneage.modules.losses import ClassificationLoss, FocalLoss, LogitAdjustedLoss, class_weights
 from boneage.modules.mixup import mix_batch
 from boneage.predict import predict
@@ -251,6 +253,11 @@ def test_each_task_trains_then_evaluates_predicts_and_ranks(tmp_path, data_dir, 
     assert losses[-1] < losses[0]  # it learns
     assert metric in record["metrics"] and record["best"][metric] == max(row[metric] for row in record["history"])
     assert "trivial_predictor" in record["data"] and "trivial predictor" in result.stdout
+    if experiment == "demo_classify":  # a resumed classifier continues with its classes and its history
+        resumed = run_cli([str(run), "trainer.max_epochs=4"], tmp_path, data_dir, app="boneage.resume")
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        record = json.loads((run / "run.json").read_text())
+        assert [row["epoch"] for row in record["history"]] == [0, 1, 2, 3] and record["status"] == "finished"
 
     out = evaluate(compose_app("evaluate", [f"run={run}", f"output_dir={tmp_path / 'eval'}"]))
     metrics = json.loads((out / "metrics.json").read_text())
@@ -282,3 +289,36 @@ def test_each_task_trains_then_evaluates_predicts_and_ranks(tmp_path, data_dir, 
     column = metric.replace("/", "_")
     assert report.loc[0, column] == pytest.approx(record["metrics"][metric])
     assert f"Runs ranked by val {column.removeprefix('val_')}" in (sweep / "report.md").read_text()
+
+
+def untrained_run(folder: Path, overrides: list[str]) -> Path:
+    """A run directory as training leaves it (config, split, checkpoint with the task's classes),
+    its network untrained: for what is done with runs, not how well they predict."""
+    cfg = compose_app("train", [*TINY, *overrides, f"paths.output_dir={folder}", f"paths.root_dir={folder}"])
+    _, module = build_data_and_module(cfg)
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / "checkpoints").mkdir()
+    OmegaConf.save(cfg, folder / ".hydra" / "config.yaml")
+    state = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}
+    torch.save(state, folder / "checkpoints" / "last.ckpt")
+    return folder
+
+
+def test_a_classifier_ensemble_averages_probabilities_over_members_and_tta_views(tmp_path, data_dir):
+    runs = [
+        untrained_run(tmp_path / f"seed{seed}", ["experiment=demo_classify", f"seed={seed}", "data.split.seed=7"])
+        for seed in (1, 2)
+    ]
+    members = load_members(None, [str(run) for run in runs], None)
+    rows = members[0].rows_of("test").head(6)
+    ensemble = predict_members(members, rows, ["zoom"]).combined
+    each = [member.predict(rows, ["zoom"]) for member in members]
+    np.testing.assert_allclose(ensemble, np.mean(each, axis=0), atol=1e-6)
+    np.testing.assert_allclose(ensemble.sum(axis=1), 1, atol=1e-5)  # an average of probabilities
+    views = members[0].predict_views(rows, ["zoom"])
+    assert len(views) > 1 and np.allclose(each[0], views.mean(axis=0))
+    out = evaluate(
+        compose_app("evaluate", [f"ensemble=[{runs[0]},{runs[1]}]", "tta=[zoom]", f"output_dir={tmp_path / 'eval'}"])
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["runs"]) == 2 and metrics["tta"] == ["zoom"] and metrics["heads"]["label"]["n"] > 0
