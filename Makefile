@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help install train test test-fast bench stress gpu-check serve lint format tensorboard clean
+.PHONY: help install train train-classify train-score train-multitask test test-fast bench stress gpu-check serve lint format tensorboard clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -20,6 +20,15 @@ $(INSTALLED): pyproject.toml constraints.txt
 
 train: install  ## train on the built-in demo data set and print the summary
 	$(PY) -m boneage.train experiment=demo $(ARGS)
+
+train-classify: install  ## the classification demo: the hands' developmental stage
+	$(PY) -m boneage.train experiment=demo_classify $(ARGS)
+
+train-score: install  ## the score demo: the hands' acquisition quality, judged by SRCC
+	$(PY) -m boneage.train experiment=demo_score $(ARGS)
+
+train-multitask: install  ## the multi-task demo: stage, quality and age from one backbone
+	$(PY) -m boneage.train experiment=demo_multitask $(ARGS)
 
 # Two test processes, each taking whole files (their shared trained runs stay in one process).
 XDIST := -n 2 --dist loadfile
