@@ -29,8 +29,11 @@ def test_bench_quick_mode_prints_its_tables_and_writes_json(tmp_path):
     assert [target["target"] for target in results["targets"]] == [
         "cached loader / cold loader",
         "boneage epoch / plain PyTorch epoch",
+        "classification: boneage epoch / plain PyTorch epoch",
         "cached loader / training throughput",
     ]
+    classification = results["classification"]
+    assert classification["classes"] == 10 and classification["ratio"] > 0 and classification["plain_epoch_s"] > 0
     for title in (
         "Loader throughput",
         "Framework overhead",
