@@ -17,6 +17,7 @@ from boneage.config.errors import ConfigError, DataError
 from boneage.datamodules import ImageDataModule, SubjectSplit, TableSource
 from boneage.evaluate import evaluate
 from boneage.evaluation.ensemble import load_members, predict_members
+from boneage.evaluation.heatmaps import write_heat_maps
 from boneage.modules.losses import ClassificationLoss, FocalLoss, LogitAdjustedLoss, class_weights
 from boneage.modules.mixup import mix_batch
 from boneage.predict import predict
@@ -246,7 +247,7 @@ def test_the_users_plans_run_with_fast_dev_run(tmp_path, data_dir, compose_train
 def test_each_task_trains_then_evaluates_predicts_and_ranks(tmp_path, data_dir, experiment, metric):
     sweep = tmp_path / "sweep"
     run = sweep / "run"
-    args = [*TINY, f"experiment={experiment}", "trainer.max_epochs=3", "data.split.min_subjects_per_bin=2",
+    args = [*TINY, f"experiment={experiment}", "trainer.max_epochs=2", "data.split.min_subjects_per_bin=2",
             f"hydra.run.dir={run}"]  # fmt: skip
     result = run_cli(args, tmp_path, data_dir)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -256,10 +257,10 @@ def test_each_task_trains_then_evaluates_predicts_and_ranks(tmp_path, data_dir, 
     assert metric in record["metrics"] and record["best"][metric] == max(row[metric] for row in record["history"])
     assert "trivial_predictor" in record["data"] and "trivial predictor" in result.stdout
     if experiment == "demo_classify":  # a resumed classifier continues with its classes and its history
-        resumed = run_cli([str(run), "trainer.max_epochs=4"], tmp_path, data_dir, app="boneage.resume")
+        resumed = run_cli([str(run), "trainer.max_epochs=3"], tmp_path, data_dir, app="boneage.resume")
         assert resumed.returncode == 0, resumed.stderr[-3000:]
         record = json.loads((run / "run.json").read_text())
-        assert [row["epoch"] for row in record["history"]] == [0, 1, 2, 3] and record["status"] == "finished"
+        assert [row["epoch"] for row in record["history"]] == [0, 1, 2] and record["status"] == "finished"
 
     out = evaluate(compose_app("evaluate", [f"run={run}", f"output_dir={tmp_path / 'eval'}"]))
     metrics = json.loads((out / "metrics.json").read_text())
@@ -324,3 +325,5 @@ def test_a_classifier_ensemble_averages_probabilities_over_members_and_tta_views
     )
     metrics = json.loads((out / "metrics.json").read_text())
     assert len(metrics["runs"]) == 2 and metrics["tta"] == ["zoom"] and metrics["heads"]["label"]["n"] > 0
+    write_heat_maps(members[0], rows.head(2), tmp_path / "maps")  # Grad-CAM of the predicted class
+    assert [cv2.imread(str(path)).shape[:2] for path in sorted((tmp_path / "maps").iterdir())] == [(32, 32)] * 2

@@ -33,7 +33,8 @@ class _ImagesOnly(nn.Module):
         self.module, self.inputs = module, inputs
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.module(images, self.inputs).unsqueeze(1)  # (N, 1): output 0 is the age
+        answers = self.module(images, self.inputs)
+        return answers[:, None] if answers.ndim == 1 else answers  # (N, columns): an age is column 0
 
 
 def heat_maps(run: TrainedRun, rows: pd.DataFrame) -> list[np.ndarray]:
@@ -43,10 +44,11 @@ def heat_maps(run: TrainedRun, rows: pd.DataFrame) -> list[np.ndarray]:
     inputs = torch.as_tensor(encode_inputs(rows, run.inputs, "the explained images")) if run.inputs else None
     backbone = run.module.backbone
     layer = backbone.get_submodule(backbone.feature_info[-1]["module"])
-    with GradCAM(
-        model=_ImagesOnly(run.module, inputs), target_layers=[layer], reshape_transform=_as_image(backbone)
-    ) as cam:
-        masks = cam(input_tensor=images, targets=[ClassifierOutputTarget(0)] * len(images))
+    network = _ImagesOnly(run.module, inputs)
+    with torch.no_grad():
+        explained = run.task.explained_columns(network(images))
+    with GradCAM(model=network, target_layers=[layer], reshape_transform=_as_image(backbone)) as cam:
+        masks = cam(input_tensor=images, targets=[ClassifierOutputTarget(int(column)) for column in explained])
     return [
         show_cam_on_image(np.repeat(gray[..., None], 3, axis=2).astype(np.float32) / 255, mask, use_rgb=True)
         for gray, mask in zip(grays, masks, strict=True)

@@ -76,6 +76,12 @@ class Task(nn.Module):
         decoded = torch.cat(parts, dim=1)
         return decoded[:, 0] if decoded.shape[1] == 1 else decoded
 
+    def explained_columns(self, decoded: torch.Tensor) -> torch.Tensor:
+        """Per image, the column of `decode`'s answer a heat map explains: the first head's value,
+        or the class it predicts."""
+        head = next(iter(self.heads.values()))
+        return head.explained(decoded.reshape(len(decoded), -1)[:, : len(head.columns())])
+
     def per_head(self, decoded: np.ndarray) -> dict[str, np.ndarray]:
         """`decode`'s columns (as an array) back to each head's own: (images, columns)."""
         decoded = decoded.reshape(len(decoded), -1)

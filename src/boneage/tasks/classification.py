@@ -183,6 +183,10 @@ class ClassificationHead(nn.Module):
         if present.any():
             metrics.update(decoded[present], soft[present].argmax(dim=1))
 
+    def explained(self, decoded: torch.Tensor) -> torch.Tensor:
+        """The column a heat map explains: the predicted class's probability."""
+        return decoded.argmax(dim=1)
+
     # --- evaluation ------------------------------------------------------------------------
     def columns(self) -> list[str]:
         return [f"p_{value}" for value in self.classes]

@@ -158,6 +158,10 @@ class RegressionHead(nn.Module):
         if present.any():
             metrics.update(decoded[present, 0], targets[present].float())
 
+    def explained(self, decoded: torch.Tensor) -> torch.Tensor:
+        """The column a heat map explains: the value's own."""
+        return torch.zeros(len(decoded), dtype=torch.long)
+
     # --- evaluation ------------------------------------------------------------------------
     def columns(self) -> list[str]:
         return [self.name]
