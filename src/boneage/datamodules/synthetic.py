@@ -14,10 +14,6 @@ quality (a score from its blur and noise: task=score); task=multitask learns all
 
 from __future__ import annotations
 
-import logging
-import os
-import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,10 +23,9 @@ import numpy as np
 import pandas as pd
 
 from boneage.config.errors import ConfigError
+from boneage.datamodules.generated import generate_once
 from boneage.datamodules.table import TableSource
 from boneage.tasks.base import Head
-
-log = logging.getLogger(__name__)
 
 ADULT_AGE = 17.5  # years at which an average boy is fully mature
 FEMALE_ADVANCE = 1.3  # years by which girls mature earlier
@@ -287,20 +282,7 @@ class SyntheticHands:
         )
 
     def prepare(self) -> None:
-        if (self.folder / "labels.csv").is_file():
-            return
-        log.info("Generating the demo data set into %s (once)", self.folder)
-        self.folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.folder.parent))
-        try:
-            self._generate_into(staging)
-            os.rename(staging, self.folder)
-        except OSError:
-            if not (self.folder / "labels.csv").is_file():
-                raise
-            # another process finished first; its copy is identical
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        generate_once(self.folder, self._generate_into, "the demo data set")
 
     def load(self, heads: Mapping[str, Head] | None = None) -> pd.DataFrame:
         self.prepare()

@@ -8,9 +8,6 @@ stripes and a blob whose angle, frequency and place say the class, under noise.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +16,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from boneage.datamodules.generated import generate_once
 from boneage.datamodules.table import TableSource
 from boneage.tasks.base import Head
 
@@ -65,18 +63,7 @@ class SyntheticClasses:
         return str(self.folder / "labels.csv")
 
     def prepare(self) -> None:
-        if (self.folder / "labels.csv").is_file():
-            return
-        self.folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=self.folder.parent))
-        try:
-            self._generate_into(staging)
-            os.rename(staging, self.folder)
-        except OSError:
-            if not (self.folder / "labels.csv").is_file():
-                raise
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        generate_once(self.folder, self._generate_into, "the many-class data set")
 
     def load(self, heads: Mapping[str, Head] | None = None) -> pd.DataFrame:
         self.prepare()
