@@ -20,15 +20,6 @@ from boneage.tasks.base import Task
 IDENTITY = ("image", "subject", "sex")
 
 
-def trivial_answers(task: Task, train: pd.DataFrame) -> dict[str, Any]:
-    """What the trivial predictor answers per head: the training mean, or the most common class."""
-    answers = {}
-    for name, head in task.heads.items():
-        values = head.read(train[name]).dropna()
-        answers[name] = values.mode().iloc[0] if head.kind == "classification" else float(values.mean())
-    return answers
-
-
 def fit_prediction_sets(
     task: Task, members: Sequence[Any], tta: Any, weights: Any, levels: Sequence[float]
 ) -> dict[str, PredictionSets]:
@@ -73,12 +64,12 @@ def evaluate_targets(
          task.prediction_columns(decoded)], axis=1,
     )  # fmt: skip
     add_prediction_sets(predictions, task, decoded, sets, levels)
-    trivial = trivial_answers(task, train)
     per_head = task.per_head(decoded)
     metrics: dict[str, Any] = {"heads": {}}
     plots = []
     for name, head in task.heads.items():
-        figures = head.evaluation(truth[name].reset_index(drop=True), per_head[name], out, trivial[name])
+        trained = head.read(train[name])  # as written: pandas reads a class column with gaps as floats
+        figures = head.evaluation(truth[name].reset_index(drop=True), per_head[name], out, trained)
         if name in sets:
             true_index = head.targets(truth[name])
             present = true_index >= 0

@@ -199,7 +199,7 @@ class ClassificationHead(nn.Module):
         )
         return pd.concat([table, pd.DataFrame(decoded, columns=self.columns())], axis=1)
 
-    def evaluation(self, true: pd.Series, decoded: np.ndarray, out_dir: Path, trivial: Any) -> dict[str, Any]:
+    def evaluation(self, true: pd.Series, decoded: np.ndarray, out_dir: Path, train: pd.Series) -> dict[str, Any]:
         """Accuracy, balanced accuracy, macro-F1, top-k, per-class recall, and the confusion matrix
         (CSV and PNG in `out_dir`) against the majority-class predictor."""
         present = true.notna().to_numpy()
@@ -227,9 +227,7 @@ class ClassificationHead(nn.Module):
             "acc": float((predicted == truth).mean()),
             "balanced_acc": float(np.nanmean(recall)),
             "macro_f1": float(f1[support > 0].mean()),
-            "majority_class": trivial,
-            "majority_class_acc": float((np.asarray(true[present]) == trivial).mean()),
-            "chance_balanced_acc": 1 / n,
+            **self.trivial(train, true),
             "per_class": {
                 label: {"n": int(support[i]), "recall": None if np.isnan(recall[i]) else float(recall[i])}
                 for i, label in enumerate(labels)

@@ -169,15 +169,14 @@ class RegressionHead(nn.Module):
     def prediction_columns(self, decoded: np.ndarray) -> pd.DataFrame:
         return pd.DataFrame({f"predicted_{self.name}": decoded[:, 0]})
 
-    def evaluation(self, true: pd.Series, decoded: np.ndarray, out_dir: Any, trivial: float) -> dict[str, Any]:
+    def evaluation(self, true: pd.Series, decoded: np.ndarray, out_dir: Any, train: pd.Series) -> dict[str, Any]:
         """MAE, RMSE, bias, R2 and the three correlations image quality is judged by."""
         present = true.notna().to_numpy()
         truth, predicted = true.to_numpy(float)[present], decoded[present, 0]
         figures = regression_metrics(truth, predicted)
         figures["plcc"], figures["srcc"] = figures.pop("pearson_r"), figures.pop("spearman_rho")
         figures["krcc"] = _kendall(truth, predicted)
-        figures["mean_predictor_mae"] = float(np.abs(truth - trivial).mean())
-        return figures
+        return figures | self.trivial(train, true)
 
 
 def _kendall(true: np.ndarray, predicted: np.ndarray) -> float:
