@@ -156,8 +156,7 @@ class ImageModel(pl.LightningModule):
         )
         for name in self.task.names:
             self.log_dict(self.metrics[f"{stage}_{name}"], on_step=False, on_epoch=True, prog_bar=stage == "val")
-        answers = torch.cat(decoded, dim=1)
-        return loss, answers[:, 0] if answers.shape[1] == 1 else answers
+        return loss, self.task.joined(decoded)
 
     @staticmethod
     def _mean_loss(

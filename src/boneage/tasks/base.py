@@ -71,10 +71,14 @@ class Task(nn.Module):
 
     def decode(self, outputs: torch.Tensor) -> torch.Tensor:
         """Every head's answer side by side (values, class probabilities): what TTA views and
-        ensemble members average. A task of one value per image answers a vector."""
-        parts = [self.heads[name].decode(part) for name, part in self.split(outputs).items()]
-        decoded = torch.cat(parts, dim=1)
-        return decoded[:, 0] if decoded.shape[1] == 1 else decoded
+        ensemble members average."""
+        return self.joined([self.heads[name].decode(part) for name, part in self.split(outputs).items()])
+
+    @staticmethod
+    def joined(decoded: list[torch.Tensor]) -> torch.Tensor:
+        """The heads' decoded answers side by side; a task of one value per image answers a vector."""
+        answers = torch.cat(decoded, dim=1)
+        return answers[:, 0] if answers.shape[1] == 1 else answers
 
     def explained_columns(self, decoded: torch.Tensor) -> torch.Tensor:
         """Per image, the column of `decode`'s answer a heat map explains: the first head's value,
