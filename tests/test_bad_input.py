@@ -11,6 +11,7 @@ import pytest
 
 from boneage.config.errors import DataError
 from boneage.datamodules import ImageDataModule, SubjectSplit, TableSource
+from boneage.datamodules.images import NOT_AN_IMAGE
 
 COLUMNS = {"image": "file", "age": "age", "subject": "patient", "sex": "sex"}
 
@@ -69,7 +70,7 @@ def test_missing_and_corrupt_files_are_counted_and_the_first_few_listed(tmp_path
     message = str(caught.value)
     assert "10 bad row(s)" in message
     assert "file not found: 8 row(s): 32 (gone0.png), 33 (gone1.png)" in message and "and 3 more" in message
-    assert "not a readable image: 2 row(s): 9 (ok7.png), 10 (ok8.png)" in message
+    assert f"{NOT_AN_IMAGE}: 2 row(s): 9 (ok7.png), 10 (ok8.png)" in message
 
 
 def test_drop_leaves_bad_rows_out_of_every_loader_and_lists_them(tmp_path):

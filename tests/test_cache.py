@@ -14,6 +14,7 @@ import torch
 from hydra.utils import instantiate
 
 from boneage.datamodules.cache import cached_images
+from boneage.datamodules.images import ImageLimits
 from boneage.datamodules.transforms import preprocessing
 from tests.conftest import TINY
 
@@ -86,4 +87,18 @@ def test_two_processes_building_one_cache_at_once_both_get_correct_data(tmp_path
 def test_cache_entry_records_its_settings(tmp_path):
     images = write_images(tmp_path / "images")
     entry = cached_images(tmp_path / "cache", images, SETTINGS, preprocess).path
-    assert json.loads(entry.with_suffix(".json").read_text())["settings"] == SETTINGS
+    limits = {"max_pixels": None, "multi_frame": "first"}  # what decides which images are refused
+    assert json.loads(entry.with_suffix(".json").read_text())["settings"] == SETTINGS | limits
+
+
+def test_building_the_cache_lists_each_image_that_does_not_read_and_keeps_the_others(tmp_path):
+    images = write_images(tmp_path / "images", count=4)
+    with open(images[1], "r+b") as file:
+        file.truncate(60)  # a PNG cut off after its header
+    cv2.imwrite(images[3], np.zeros((300, 200), np.uint8))  # 60,000 pixels: over the limit below
+    cache = cached_images(tmp_path / "cache", images, SETTINGS, preprocess, limits=ImageLimits(max_pixels=50_000))
+    assert sorted(cache.unreadable) == [images[1], images[3]]
+    assert "too large: 60,000 pixels (200 x 300), over max_pixels=50,000" in cache.unreadable[images[3]]
+    assert np.array_equal(cache[images[2]], preprocess(cv2.imread(images[2], cv2.IMREAD_GRAYSCALE)))
+    again = cached_images(tmp_path / "cache", images, SETTINGS, preprocess, limits=ImageLimits(max_pixels=50_000))
+    assert again.unreadable == cache.unreadable  # read back from the entry's manifest

@@ -17,7 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from boneage.config.errors import ConfigError, DataError
-from boneage.datamodules.images import read_grayscale
+from boneage.datamodules.images import NOT_AN_IMAGE, read_grayscale
 from boneage.datamodules.splits import SubjectSplit
 from boneage.datamodules.transforms import build_pipeline, preprocessing
 from boneage.evaluate import evaluate
@@ -194,7 +194,7 @@ def test_predict_on_a_folder_writes_one_row_per_image(two_runs, tmp_path):
     assert sorted(table["image"].map(lambda p: p.rsplit("/", 1)[-1])) == readable
     unreadable = pd.read_csv(tmp_path / "ages_unreadable.csv")
     assert sorted(unreadable["image"].map(lambda p: p.rsplit("/", 1)[-1])) == ["cut.png", "notes.png"]
-    assert unreadable["reason"].str.contains("unreadable or not an image").all()
+    assert (unreadable["reason"] == NOT_AN_IMAGE).all()
 
     with pytest.raises(DataError, match=r"cut.png: .*\(2 unreadable image\(s\) in all\)"):
         predict(

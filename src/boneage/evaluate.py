@@ -18,7 +18,10 @@ from omegaconf import DictConfig
 from boneage.config.cli import hydra_command
 from boneage.config.errors import DataError
 from boneage.config.resolvers import unique_dir
+from boneage.datamodules.images import ImageLimits
+from boneage.datamodules.intake import set_aside_unreadable
 from boneage.datamodules.validation import describe
+from boneage.evaluation.chronological import chronological_figures, compare_with_chronological
 from boneage.evaluation.ensemble import load_members, plain, predict_members, shared_test_rows
 from boneage.evaluation.heatmaps import heat_map_grid
 from boneage.evaluation.inference import TrainedRun
@@ -43,6 +46,10 @@ def evaluate(cfg: DictConfig) -> Path:
     rows, evaluated_on = _rows(cfg, members, task)
     out = Path(cfg.output_dir or unique_dir(str(members[0].run_dir / "evaluation" / now()[:19].replace(":", "-"))))
     out.mkdir(parents=True, exist_ok=True)
+    rows, unreadable = set_aside_unreadable(rows, ImageLimits(cfg.max_pixels, cfg.multi_frame))
+    if len(unreadable):  # files changed or gone since training: the others are evaluated, these listed
+        unreadable.to_csv(out / "unreadable.csv", index=False)
+        print(f"{len(unreadable)} image(s) left out, unreadable; listed with the reason in {out / 'unreadable.csv'}")
     if isinstance(task, AgeTask):
         return _evaluate_age(cfg, members, rows, evaluated_on, out)
     return _evaluate_task(cfg, members, task, rows, evaluated_on, out)
@@ -76,6 +83,8 @@ def _evaluate_age(cfg: DictConfig, members: list[TrainedRun], rows: pd.DataFrame
     trust = trust_for(members, cfg, tta, weights)
     combined = trust.calibrated(raw)
     predictions = rows[["image", "subject", "sex", "age"]].assign(predicted=combined, error=combined - rows["age"])
+    if cfg.chronological_age_column:
+        predictions["chronological_age"] = _chronological_ages(rows, cfg.chronological_age_column)
     metrics = evaluation_metrics(predictions, cfg.limits, cfg.age_bin_width, cfg.bootstrap, cfg.seed)
     metrics |= {"runs": list(per_member), "tta": tta, "unit": members[0].unit, "evaluated_on": evaluated_on}
     if len(members) > 1:
@@ -93,6 +102,9 @@ def _evaluate_age(cfg: DictConfig, members: list[TrainedRun], rows: pd.DataFrame
         predictions["predicted_uncalibrated"] = raw
         metrics["calibration"] = calibration_figures(predictions, trust, cfg.age_bin_width)
     metrics["intervals"] = _intervals(predictions, trust, spreads_of(members, rows, predicted, trust.scale), cfg)
+    if cfg.chronological_age_column:
+        compare_with_chronological(predictions, "predicted", list(cfg.intervals))
+        metrics["chronological"] = chronological_figures(predictions, list(cfg.intervals))
     if (ood := ood_of(members, cfg.ood_quantile)) is not None:
         predictions["ood_score"], predictions["ood_flag"] = ood.flags(members[0].features(rows))
         metrics["out_of_distribution"] = ood_figures(predictions, ood)
@@ -150,6 +162,15 @@ def _intervals(predictions: pd.DataFrame, trust: Trust, spreads: np.ndarray | No
         predictions[f"lower_{name}"], predictions[f"upper_{name}"] = lower, upper
         figures[f"{name}%"] = interval_figures(predictions["age"].to_numpy(), lower, upper, groups)
     return figures
+
+
+def _chronological_ages(rows: pd.DataFrame, column: str) -> pd.Series:
+    if column not in rows:
+        raise DataError(
+            f"chronological_age_column={column!r}: the evaluated rows have no such column "
+            f"(they have {', '.join(map(str, rows.columns))}); it rides along from the training table."
+        )
+    return pd.to_numeric(rows[column], errors="coerce")
 
 
 def _rows(cfg: DictConfig, members: list[TrainedRun], task: Task) -> tuple[pd.DataFrame, str]:

@@ -1,6 +1,8 @@
 """`python -m boneage.predict run=<run> input=<folder or table>`: ages for images never seen.
 
 A table's other columns (subject, sex, ...) are copied to the output next to each prediction.
+A folder is read as a PACS exports it (DICOM by its marker, nested, DICOMDIR skipped); each DICOM
+header's sex and chronological age fill in what a table would give.
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ from omegaconf import DictConfig
 
 from boneage.config.cli import hydra_command
 from boneage.config.errors import ConfigError, DataError
-from boneage.datamodules.images import IMAGE_SUFFIXES, unreadable_reason
+from boneage.datamodules.dicom_header import HEADER_COLUMNS, patient_fields
+from boneage.datamodules.images import IMAGE_SUFFIXES, ImageLimits, is_dicom
+from boneage.datamodules.intake import images_in_folder, set_aside_unreadable
+from boneage.evaluation.chronological import DIFFERENCE, PER_YEAR, chronological_figures, compare_with_chronological
 from boneage.evaluation.ensemble import load_members, plain, predict_members
 from boneage.evaluation.heatmaps import write_heat_maps
 from boneage.evaluation.inference import TrainedRun
@@ -24,45 +29,44 @@ from boneage.evaluation.trust import spreads_of, trust_for
 from boneage.tasks import AgeTask
 
 
-def images_to_predict(source: str, image_column: str = "image", image_dir: str | None = None) -> pd.DataFrame:
-    """One row per image: every image file under a folder, or the rows of a table."""
+def images_to_predict(
+    source: str, image_column: str = "image", image_dir: str | None = None, chronological_age_column: str | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One row per image (every image file under a folder, with what each DICOM header says of
+    the patient; or the rows of a table), and the files skipped with the reason."""
     path = Path(source).expanduser()
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        files, skipped = images_in_folder(path)
         if not files:
-            raise DataError(f"input={source}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder.")
-        return pd.DataFrame({"image": [str(p) for p in files]})
+            raise DataError(f"input={source}: no image files ({', '.join(IMAGE_SUFFIXES)} or DICOM) in this folder.")
+        header = [patient_fields(file) if is_dicom(file) else dict.fromkeys(HEADER_COLUMNS) for file in files]
+        said = pd.DataFrame(header, columns=list(HEADER_COLUMNS)).dropna(axis=1, how="all")  # what some header gave
+        return said.assign(image=[str(file) for file in files])[["image", *said.columns]], skipped
     if not path.is_file():
         raise DataError(f"input={source}: no such folder or table.")
     table = pd.read_excel(path) if path.suffix.lower() in (".xlsx", ".xls") else pd.read_csv(path)
-    if image_column not in table:
-        raise DataError(f"input={source} has no column {image_column!r} (image_column); it has {list(table.columns)}.")
+    for role, column in (("image_column", image_column), ("chronological_age_column", chronological_age_column)):
+        if column is not None and column not in table:
+            raise DataError(f"input={source} has no column {column!r} ({role}); it has {list(table.columns)}.")
+    if chronological_age_column:
+        table["chronological_age"] = pd.to_numeric(table[chronological_age_column], errors="coerce")
     root = Path(image_dir).expanduser() if image_dir else path.parent
-    return table.assign(image=[str(root / str(name)) for name in table[image_column]])
-
-
-def set_aside_unreadable(rows: pd.DataFrame, stop_at_first: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The rows whose image decodes, and the others with the reason (image, reason)."""
-    reasons = rows["image"].map(unreadable_reason)
-    bad = reasons.notna()
-    if bad.any() and stop_at_first:
-        first = rows.index[bad][0]
-        raise DataError(
-            f"{rows.at[first, 'image']}: {reasons[first]} ({int(bad.sum())} unreadable image(s) in all). "
-            "on_unreadable=skip predicts the others and lists these."
-        )
-    return rows[~bad], pd.DataFrame({"image": rows.loc[bad, "image"], "reason": reasons[bad]})
+    rows = table.assign(image=[str(root / str(name)) for name in table[image_column]])
+    return rows, pd.DataFrame(columns=["image", "reason"])
 
 
 def predict(cfg: DictConfig) -> Path:
     """Predicts chunk by chunk, appending to the output as it goes: an interruption keeps what
-    was done. Unreadable images are listed in `<output>_unreadable.csv`, not fatal. Each age
-    comes with its conformal intervals (and the linear calibration if asked), fitted on the
-    run's validation subjects."""
+    was done. Unreadable images and skipped files are listed in `<output>_unreadable.csv`, not
+    fatal. Each age comes with its conformal intervals (and the linear calibration if asked),
+    fitted on the run's validation subjects, and, where the chronological age is known, the
+    difference and whether it lies outside each interval."""
     members = load_members(cfg.run, plain(cfg.ensemble), cfg.sweep)
-    rows, unreadable = set_aside_unreadable(
-        images_to_predict(cfg.input, cfg.image_column, cfg.image_dir), cfg.on_unreadable == "stop"
-    )
+    found, skipped = images_to_predict(cfg.input, cfg.image_column, cfg.image_dir, cfg.chronological_age_column)
+    limits = ImageLimits(cfg.max_pixels, cfg.multi_frame)
+    inputs = sorted({name for member in members for name in member.inputs})
+    rows, unreadable = set_aside_unreadable(found, limits, cfg.on_unreadable == "stop", inputs)
+    unreadable = pd.concat([skipped, unreadable], ignore_index=True)
     if cfg.explain and not isinstance(members[0], TrainedRun):
         raise ConfigError("explain=true needs a trained run (its PyTorch network for Grad-CAM), not an export.")
     output = Path(cfg.output)
@@ -85,8 +89,10 @@ def predict(cfg: DictConfig) -> Path:
         written.to_csv(output, mode="a", header=start == 0, index=False)
     unit = f" ({members[0].unit})" if isinstance(task, AgeTask) else ""
     print(f"{len(rows)} predictions{unit} written to {output}")
+    if isinstance(task, AgeTask) and cfg.intervals:
+        _print_development(output, cfg.intervals)
     if len(unreadable):
-        print(f"{len(unreadable)} unreadable image(s), listed with the reason in {listed}:")
+        print(f"{len(unreadable)} file(s) not predicted, listed with the reason in {listed}:")
         for row in unreadable.head(20).itertuples():
             print(f"  {row.image}: {row.reason}")
         if len(unreadable) > 20:
@@ -98,14 +104,20 @@ def _ages(members: list[Any], cfg: DictConfig, tta: Any, weights: Any) -> Callab
     """An age run's answer: the (calibrated) age, its unit and its conformal intervals."""
     trust = trust_for(members, cfg, tta, weights, bool(cfg.intervals))
 
+    unit = members[0].unit
+
     def answer(chunk: pd.DataFrame) -> pd.DataFrame:
         predicted = predict_members(members, chunk, tta, weights)
         ages = trust.calibrated(predicted.combined)
-        written = chunk.assign(predicted_age=ages, unit=members[0].unit)
+        written = chunk.assign(predicted_age=ages, unit=unit)
         spreads = spreads_of(members, chunk, predicted, trust.scale)
         for level in cfg.intervals:
             bounds = trust.bounds(ages, chunk, level, spreads)
             written[f"lower_{round(100 * level)}"], written[f"upper_{round(100 * level)}"] = bounds
+        if "chronological_age_years" in written:  # from DICOM headers, in years: into the run's unit
+            written["chronological_age"] = written.pop("chronological_age_years") * PER_YEAR[unit]
+        if "chronological_age" in written:
+            compare_with_chronological(written, "predicted_age", list(cfg.intervals))
         return written
 
     return answer
@@ -124,6 +136,20 @@ def _answers(members: list[Any], cfg: DictConfig, tta: Any, weights: Any) -> Cal
         return written.set_axis(chunk.index)
 
     return answer
+
+
+def _print_development(output: Path, levels: list[float]) -> None:
+    """The summary of bone age against chronological age, where any image had one."""
+    written = pd.read_csv(output)
+    if DIFFERENCE not in written or not (figures := chronological_figures(written, levels)):
+        return
+    level = f"{round(100 * levels[0])}%"
+    counts = figures[level]
+    print(
+        f"bone age minus chronological age on {figures['n']} images: mean {figures['mean']:.2f}, "
+        f"SD {figures['sd']:.2f}; outside the {level} interval: {counts['advanced']} advanced, "
+        f"{counts['delayed']} delayed"
+    )
 
 
 @hydra_command("predict")

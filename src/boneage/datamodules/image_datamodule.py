@@ -17,6 +17,7 @@ import torch
 from boneage.config.errors import ConfigError, DataError
 from boneage.datamodules.cache import CachedImages, cached_images
 from boneage.datamodules.dataset import ImageDataset
+from boneage.datamodules.images import ImageLimits, unreadable_images
 from boneage.datamodules.inputs import encode_inputs
 from boneage.datamodules.samplers import EpochLoader, EpochSampler, ShardSampler
 from boneage.datamodules.splits import SubjectSplit, split_summary
@@ -49,6 +50,8 @@ class ImageDataModule(pl.LightningDataModule):
     its test subjects evaluated again later. With `folds`, validation is fold `fold` of a
     k-fold split of the non-test subjects (cross-validation). `extra_inputs` are table
     columns served beside each image; `balance` re-balances rare ages or classes (see balance.py).
+    Every image is decoded once before training (into the cache, or only to check it): one that
+    does not read within `max_pixels`/`multi_frame` is a bad row, as a missing file is.
     Loaders shard their sets over DDP ranks themselves (see samplers.py), and loader
     workers start through `worker_start` (see workers.py).
     """
@@ -71,6 +74,8 @@ class ImageDataModule(pl.LightningDataModule):
         clahe_tile_grid: int = 8,
         augment: Mapping[str, A.BasicTransform] | None = None,
         on_bad_rows: str = "raise",
+        max_pixels: int | None = None,
+        multi_frame: str = "first",
         extra_inputs: Sequence[str] = (),
         balance: Mapping[str, Any] | None = None,
         folds: int | None = None,
@@ -99,6 +104,7 @@ class ImageDataModule(pl.LightningDataModule):
         self.cache_dir = cache_dir if cache else None
         self.cache: CachedImages | None = None
         self.on_bad_rows = on_bad_rows
+        self.limits = ImageLimits(max_pixels, multi_frame)
         self.extra_inputs = list(extra_inputs)
         self.balance = dict(balance or {"method": None})
         self.seed = seed
@@ -125,7 +131,7 @@ class ImageDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.table is not None:
             return
-        table = self._without_bad_rows(self.source.load(self.task.heads))
+        table = self._without_bad_rows(self._with_unreadable_images(self.source.load(self.task.heads)))
         table["set"] = self.split.assign(table, self.stratified_by)
         for name, head in self.task.heads.items():
             if hasattr(head, "check_sets"):
@@ -133,18 +139,28 @@ class ImageDataModule(pl.LightningDataModule):
         encode_inputs(table, self.extra_inputs, str(self.source.path))  # every input present, before training
         self.table = table
         self.task.fit(self.rows("train"))
-        if self.cache_dir:
-            self.cache = cached_images(
-                self.cache_dir,
-                table["image"].tolist(),
-                self.preprocessing_settings,
-                lambda image: self.preprocess(image=image)["image"],
-                workers=max(1, self.num_workers),
-            )
         for name, sizes in split_summary(table, self.stratified_by.name).items():
             log.info("%-5s %6d images  %5d subjects", name, sizes["images"], sizes["subjects"])
         if self.output_dir and self._is_global_zero():
             write_atomically(Path(self.output_dir) / "splits.csv", table.to_csv(index=False))
+
+    def _with_unreadable_images(self, table: pd.DataFrame) -> pd.DataFrame:
+        """Decode every image of the rows without a problem yet, building the cache as it goes
+        (or only checking, without one); each image that does not read becomes its row's problem."""
+        candidates = table.index[table["problem"].isna()]
+        images = table.loc[candidates, "image"].tolist()
+        workers = max(1, self.num_workers)
+        if self.cache_dir:
+            settings, preprocess = self.preprocessing_settings, self._preprocessed
+            self.cache = cached_images(self.cache_dir, images, settings, preprocess, workers, self.limits)
+            unreadable = self.cache.unreadable
+        else:
+            unreadable = unreadable_images(images, self.limits, workers)
+        table.loc[candidates, "problem"] = table.loc[candidates, "image"].map(unreadable)
+        return table
+
+    def _preprocessed(self, image: np.ndarray) -> np.ndarray:
+        return self.preprocess(image=image)["image"]
 
     def _without_bad_rows(self, table: pd.DataFrame) -> pd.DataFrame:
         """Apply data.on_bad_rows: stop with every bad row named, or drop and list them."""

@@ -7,14 +7,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from boneage.datamodules.images import IMAGE_SUFFIXES, is_readable_image
+from boneage.datamodules.images import IMAGE_SUFFIXES
 
 SEX_CODES_HINT = " (declare what it means: data.source.sex_codes, e.g. {true: M, false: F})"
 
 
 def row_problems(table: pd.DataFrame, image_dir: Path, target_problems: Sequence[pd.Series] = ()) -> pd.Series:
     """What is wrong with each row (None where nothing is): first problem found wins, the
-    targets' own (`target_problems`, one per head of the task) first.
+    targets' own (`target_problems`, one per head of the task) first. Whether each file decodes
+    is checked after these, by decoding it (see ImageDataModule.setup).
 
     `table` holds image (path as written), sex, and raw_sex (the cell as written, to tell an
     unknown code from an empty cell).
@@ -36,7 +37,6 @@ def row_problems(table: pd.DataFrame, image_dir: Path, target_problems: Sequence
     flag(~paths.map(lambda path: path.is_relative_to(root)), "path outside the image folder")
     missing = ~paths.map(Path.is_file)
     flag(missing, paths[missing].map(_missing_file_reason).reindex(paths.index))
-    flag(~paths.map(is_readable_image), "not a readable image")
     return problems
 
 

@@ -6,6 +6,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from boneage.evaluation.chronological import chronological_lines
+
 FIGURES = (
     ("mae", "MAE"), ("mae_ci95", "MAE 95% CI"), ("rmse", "RMSE"), ("median_ae", "median absolute error"),
     ("bias", "mean signed error (bias)"), ("pearson_r", "Pearson r"), ("spearman_rho", "Spearman rho"), ("r2", "R²"),
@@ -38,6 +40,8 @@ def write_markdown(metrics: Mapping[str, Any], plots: Sequence[Path], path: Path
     lines += _interval_lines(metrics["intervals"], unit)
     if "calibration" in metrics:
         lines += _calibration_lines(metrics["calibration"])
+    if metrics.get("chronological"):
+        lines += chronological_lines(metrics["chronological"], unit)
     if ood := metrics.get("out_of_distribution"):
         rest = f"MAE {_fmt(ood['mae_flagged'])} against {_fmt(ood['mae_rest'])} for the rest" if ood["flagged"] else ""
         lines += ["", "## Out-of-distribution flags", "",
