@@ -124,8 +124,8 @@ def server(runs, data_dir, tmp_path_factory):
     """`python -m boneage.serve` in its own process, as a user starts it."""
     with served(
         [f"run={runs['plain']}", *NO_VALIDATION], tmp_path_factory.mktemp("serve"), cli_environment(data_dir)
-    ) as url:
-        yield url
+    ) as served_run:
+        yield served_run.url
 
 
 @pytest.mark.slow

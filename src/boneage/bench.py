@@ -317,8 +317,8 @@ def time_to_first_step(overrides: list[str], out_dir: Path) -> dict[str, Any]:
 def measure_serving(run_dir: Path, settings: DictConfig) -> dict[str, Any]:
     """p50/p95 latency of `serve_requests` requests from `serve_concurrency` clients, one demo image each."""
     image = Path(pd.read_csv(run_dir / "splits.csv")["image"].iloc[0]).read_bytes()  # a demo radiograph
-    with served([f"run={run_dir}"], run_dir.parent) as url:
-        return load_test(url, image, requests=settings.serve_requests, concurrency=settings.serve_concurrency)
+    with served([f"run={run_dir}"], run_dir.parent) as server:
+        return load_test(server.url, image, requests=settings.serve_requests, concurrency=settings.serve_concurrency)
 
 
 def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:

@@ -6,10 +6,14 @@ GET /model, the OpenAPI spec at /openapi.json, and the page at / (drop an image,
 
 from __future__ import annotations
 
+import ipaddress
+
 import uvicorn
 from omegaconf import DictConfig
 
 from boneage.config.cli import hydra_command
+from boneage.config.errors import ConfigError
+from boneage.datamodules.images import ImageLimits
 from boneage.evaluation.ensemble import load_members, plain, require_age_task
 from boneage.evaluation.ood import ood_of
 from boneage.evaluation.trust import trust_for
@@ -24,11 +28,35 @@ def build_app(cfg: DictConfig):
     tta, weights = plain(cfg.tta), plain(cfg.weights)
     trust = trust_for(members, cfg, tta, weights, bool(cfg.interval))
     model = ServedModel(members, tta, weights, trust, cfg.interval, ood_of(members, cfg.ood_quantile))
-    return create_app(model, cfg.max_upload_mb, cfg.max_batch, cfg.max_wait_ms, cfg.max_batch_files)
+    limits = ImageLimits(cfg.max_pixels, cfg.multi_frame)
+    return create_app(model, cfg.max_upload_mb, cfg.max_batch, cfg.max_wait_ms, cfg.max_batch_files, limits,
+                      cfg.decode_slots, cfg.api_key)  # fmt: skip
+
+
+def check_exposure(cfg: DictConfig) -> None:
+    """A server reachable from other machines answers only with an api_key, unless the user says
+    otherwise in so many words (allow_unauthenticated=true)."""
+    if is_loopback(cfg.host) or cfg.api_key or cfg.allow_unauthenticated:
+        return
+    raise ConfigError(
+        f"host={cfg.host} serves other machines, and no api_key is set: anyone who reaches the port could use the "
+        "model. Set api_key=<a long random secret> (clients send it as Authorization: Bearer <key>), or "
+        "allow_unauthenticated=true behind your own authentication, or host=127.0.0.1."
+    )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name other than localhost may resolve anywhere
+        return False
 
 
 @hydra_command("serve")
 def main(cfg: DictConfig) -> None:
+    check_exposure(cfg)
     app = build_app(cfg)
     print(f"boneage serves on http://{cfg.host}:{cfg.port}/ (the page), /docs (the API); Ctrl-C stops it", flush=True)
     uvicorn.run(app, host=cfg.host, port=cfg.port, log_level=cfg.log_level)

@@ -3,12 +3,16 @@ the OpenAPI spec itself and serves with uvicorn, all of it well kept and typed.
 
 Every bad request gets a 4xx JSON body {"error": what is wrong, "send": what to send instead};
 an unexpected failure gets a 500 with the error's name only (the trace goes to the log), and
-the server goes on serving.
+the server goes on serving. An upload's pixel count is read from its header and a bomb refused
+(413) before a pixel is decoded; at most `decode_slots` uploads are decoded at once, which bounds
+the server's memory whatever the number of concurrent requests. With an `api_key`, the API
+answers only requests that send it as a bearer token.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import tempfile
 from collections.abc import AsyncIterator
@@ -18,11 +22,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import pandas as pd
-from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi import Depends, FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from boneage.datamodules.images import IMAGE_SUFFIXES, unreadable_reason
+from boneage.datamodules.images import IMAGE_SUFFIXES, ImageLimits, UnreadableImage, read_grayscale
 from boneage.datamodules.sex import read_sex
 from boneage.serving.batcher import MicroBatcher
 from boneage.serving.model import ServedModel
@@ -41,10 +46,14 @@ class ApiError(Exception):
 
 
 def create_app(model: ServedModel, max_upload_mb: float = 50, max_batch: int = 16, max_wait_ms: float = 10,
-               max_batch_files: int = 64) -> FastAPI:  # fmt: skip
+               max_batch_files: int = 64, limits: ImageLimits | None = None, decode_slots: int = 2,
+               api_key: str | None = None) -> FastAPI:  # fmt: skip
     """The app serving `model`; requests are batched by a MicroBatcher for its lifetime."""
     limit = int(max_upload_mb * 2**20)
+    limits = limits or ImageLimits()
     batcher = MicroBatcher(lambda items: model.predict(pd.DataFrame(items)), max_batch, max_wait_ms / 1000)
+    decoding = asyncio.Semaphore(decode_slots)
+    authorized = [Depends(bearer_check(api_key))] if api_key else []
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -57,7 +66,8 @@ def create_app(model: ServedModel, max_upload_mb: float = 50, max_batch: int = 1
 
     @app.exception_handler(ApiError)
     async def bad_request(request: Request, error: ApiError) -> JSONResponse:
-        return JSONResponse({"error": error.error, "send": error.send}, status_code=error.status)
+        challenge = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+        return JSONResponse({"error": error.error, "send": error.send}, status_code=error.status, headers=challenge)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -94,11 +104,11 @@ def create_app(model: ServedModel, max_upload_mb: float = 50, max_batch: int = 1
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/model")
+    @app.get("/model", dependencies=authorized)
     async def describe() -> dict[str, Any]:
         return model.description()
 
-    @app.post("/predict")
+    @app.post("/predict", dependencies=authorized)
     async def predict(
         request: Request, file: Annotated[UploadFile | None, File()] = None, sex: Annotated[str | None, Form()] = None
     ) -> dict[str, Any]:
@@ -108,7 +118,7 @@ def create_app(model: ServedModel, max_upload_mb: float = 50, max_batch: int = 1
         inputs = table_inputs(model.inputs, {"sex": sex, **await _other_fields(request)})
         return await _predict_one(file, inputs)
 
-    @app.post("/predict/batch")
+    @app.post("/predict/batch", dependencies=authorized)
     async def predict_batch(
         files: Annotated[list[UploadFile] | None, File()] = None, sex: Annotated[list[str] | None, Form()] = None
     ) -> dict[str, Any]:
@@ -143,12 +153,36 @@ def create_app(model: ServedModel, max_upload_mb: float = 50, max_batch: int = 1
         with tempfile.TemporaryDirectory(prefix="boneage-upload-") as folder:
             path = Path(folder) / f"upload{suffix if suffix in IMAGE_SUFFIXES else ''}"
             path.write_bytes(data)
-            if reason := unreadable_reason(path):
-                raise ApiError(415, f"{name} cannot be read as an image: {reason}", IMAGE_HINT)
+            await _check_image(path, name)
             answer = await batcher.submit({"image": str(path), **inputs})
         return {"image": name, **answer, "unit": model.unit, "model": model.identity()}
 
+    async def _check_image(path: Path, name: str) -> None:
+        """Decodes the upload with the one reader (in a thread, `decode_slots` at once): a bomb is
+        refused from its header (413), anything else unreadable with the reason (415)."""
+        async with decoding:
+            try:
+                await asyncio.to_thread(read_grayscale, path, limits)
+            except UnreadableImage as refusal:
+                if refusal.too_large:
+                    send = "a smaller image (the limit is max_pixels)"
+                    raise ApiError(413, f"{name} is {refusal.reason}", send) from None
+                raise ApiError(415, f"{name} cannot be read as an image: {refusal.reason}", IMAGE_HINT) from None
+
     return app
+
+
+def bearer_check(api_key: str):
+    """A dependency that lets a request through only with `Authorization: Bearer <api_key>`,
+    compared in constant time (no timing tells how much of a guess was right)."""
+    scheme = HTTPBearer(auto_error=False, description="the server's api_key")
+
+    async def check(credentials: HTTPAuthorizationCredentials | None = Depends(scheme)) -> None:  # noqa: B008 (a local scheme: Annotated cannot name it under postponed annotations)
+        given = credentials.credentials.encode() if credentials else b""
+        if not hmac.compare_digest(given, api_key.encode()):
+            raise ApiError(401, "missing or wrong API key", "the header Authorization: Bearer <the server's api_key>")
+
+    return check
 
 
 def table_inputs(needed: list[str], given: dict[str, Any]) -> dict[str, Any]:

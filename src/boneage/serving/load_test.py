@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 
@@ -55,12 +55,17 @@ def load_test(url: str, image: bytes, fields: dict[str, str] | None = None, requ
     return asyncio.run(_load(url.rstrip("/"), image, fields or {}, requests, concurrency))
 
 
+class Server(NamedTuple):
+    url: str
+    pid: int  # the server's process, for what a client cannot see (its memory)
+
+
 @contextmanager
 def served(
     overrides: Sequence[str], cwd: Path, env: dict[str, str] | None = None, timeout_s: float = 120
-) -> Iterator[str]:
-    """`python -m boneage.serve OVERRIDES` on a free port of 127.0.0.1; yields its URL once it
-    answers /health, and stops it afterwards."""
+) -> Iterator[Server]:
+    """`python -m boneage.serve OVERRIDES` on a free port of 127.0.0.1; yields its URL and process
+    once it answers /health, and stops it afterwards."""
     port = _free_port()
     command = [sys.executable, "-m", "boneage.serve", *overrides, f"port={port}", "log_level=warning"]
     process = subprocess.Popen(command, cwd=cwd, env=env, stderr=subprocess.PIPE, text=True)
@@ -75,7 +80,7 @@ def served(
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"boneage.serve did not start: {process.stderr.read()[-2000:]}") from None
                 time.sleep(0.3)
-        yield url
+        yield Server(url, process.pid)
     finally:
         process.terminate()
         process.wait(timeout=30)
