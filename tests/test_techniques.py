@@ -230,6 +230,7 @@ def test_an_input_column_the_table_lacks_is_named_before_training(compose_train,
         train(compose_train([*TINY, "data.extra_inputs=[age_months]"]))
 
 
+@pytest.mark.slow  # torch.compile builds its C++ kernels: about 20 s
 def test_compile_channels_last_and_checkpointing_keep_the_results():
     torch.manual_seed(0)
     plain = ImageModel("test_resnet").eval()
