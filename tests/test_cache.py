@@ -16,7 +16,7 @@ from hydra.utils import instantiate
 from boneage.datamodules.cache import cached_images
 from boneage.datamodules.images import ImageLimits
 from boneage.datamodules.transforms import preprocessing
-from tests.conftest import TINY
+from tests.helpers import TINY
 
 SETTINGS = {"image_size": 32, "clahe": True}
 

@@ -15,7 +15,7 @@ from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, ge
 from boneage.config.cli import check_override_syntax
 from boneage.datamodules.images import read_grayscale
 from boneage.datamodules.table import TableSource
-from tests.conftest import compose_app
+from tests.helpers import compose_app
 
 
 def write_rsna_layout(folder, n: int = 12) -> pd.DataFrame:

@@ -31,7 +31,7 @@ from boneage.export import export
 from boneage.predict import predict
 from boneage.report import aggregate_folds, build_table
 from boneage.serve import build_app
-from tests.conftest import TINY, compose_app, run_cli
+from tests.helpers import TINY, compose_app, run_cli
 from tests.test_splits import longitudinal_table
 
 

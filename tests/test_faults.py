@@ -23,7 +23,7 @@ from boneage.modules.model import ImageModel
 from boneage.report import build_table
 from boneage.runs.records import RunRecord
 from boneage.train import train
-from tests.conftest import TINY, run_cli, start_cli, wait_until_gone
+from tests.helpers import TINY, run_cli, start_cli, wait_until_gone
 
 DETERMINISTIC = [*TINY, "trainer.deterministic=true", "trainer.max_epochs=3"]
 

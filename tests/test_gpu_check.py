@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from boneage.gpu_check import gpu_check, plan
-from tests.conftest import compose_app
+from tests.helpers import compose_app
 
 
 def test_without_a_gpu_it_prints_every_check_and_runs_nothing(capsys, monkeypatch, tmp_path):

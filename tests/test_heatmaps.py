@@ -9,7 +9,7 @@ import pytest
 
 from boneage.evaluation.heatmaps import heat_maps
 from boneage.evaluation.inference import load_run
-from tests.conftest import write_run
+from tests.helpers import write_run
 
 FAMILIES = {  # a tiny timm model of each family (Swin: the smallest real one, at its own 224 px)
     "resnet": ["model.name=test_resnet"],

@@ -17,7 +17,6 @@ from boneage.datamodules.dicom_header import patient_fields
 from boneage.datamodules.images import ImageLimits, UnreadableImage, read_grayscale, unreadable_reason
 from boneage.datamodules.intake import images_in_folder, set_aside_unreadable
 from boneage.evaluation.chronological import chronological_figures, compare_with_chronological
-from tests.conftest import TINY, run_cli
 from tests.dicom_files import (
     EVERY_SYNTAX,
     LOSSLESS,
@@ -33,6 +32,7 @@ from tests.dicom_files import (
     write_report,
     write_signed,
 )
+from tests.helpers import TINY, run_cli
 
 BOMB_LIMIT = ImageLimits(max_pixels=50_000_000)  # the shipped default
 

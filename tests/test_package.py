@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from setuptools import build_meta
 
-from tests.conftest import CONF_DIR, ROOT, TINY, cli_environment, run_cli
+from tests.helpers import CONF_DIR, ROOT, TINY, cli_environment, run_cli
 
 COMMANDS = ("train", "evaluate", "predict", "report", "resume", "tune", "bench", "gpu-check", "serve", "export")
 CONFIG_FILES = sorted(str(path.relative_to(CONF_DIR)) for path in CONF_DIR.rglob("*.yaml"))

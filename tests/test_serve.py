@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from boneage.evaluation.inference import load_run
 from boneage.serve import build_app
 from boneage.serving.load_test import load_test, served
-from tests.conftest import cli_environment, compose_app, write_run
+from tests.helpers import cli_environment, compose_app, write_run
 
 NO_VALIDATION = ["interval=null", "ood_quantile=null"]  # these runs have no validation subjects to fit intervals on
 

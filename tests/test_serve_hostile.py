@@ -16,8 +16,8 @@ from schemathesis import GenerationMode
 from boneage.config.errors import ConfigError
 from boneage.serve import check_exposure
 from boneage.serving.load_test import served
-from tests.conftest import cli_environment, compose_app, write_run
 from tests.dicom_files import deflated_at, png_bomb, write_dicom_bomb
+from tests.helpers import cli_environment, compose_app, write_run
 from tests.test_serve import NO_VALIDATION, png
 
 PEAK_MEMORY_MB = 2500  # README: the server's peak memory under 16 concurrent uploads at max_pixels

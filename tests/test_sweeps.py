@@ -18,7 +18,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from boneage.report import build_table
 from boneage.report import main as report_main
 from boneage.runtime.launch import DeviceSlots
-from tests.conftest import CONF_DIR, TINY, run_cli
+from tests.helpers import CONF_DIR, TINY, run_cli
 
 EXPECTED_JOBS = {
     "baseline": 1, "demo": 1, "features": 4, "dropout": 5, "weight_decay": 3,

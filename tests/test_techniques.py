@@ -27,7 +27,7 @@ from boneage.report import build_table
 from boneage.tasks.balance import balance_weights
 from boneage.train import train
 from boneage.tune import valley
-from tests.conftest import TINY, compose_app, run_cli
+from tests.helpers import TINY, compose_app, run_cli
 
 
 def record_of(run_dir) -> dict:

@@ -16,7 +16,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 from boneage.config.errors import ConfigError
 from boneage.evaluation.inference import load_run
 from boneage.train import train
-from tests.conftest import TINY, run_cli
+from tests.helpers import TINY, run_cli
 
 
 def record_of(run_dir: Path) -> dict:

@@ -18,7 +18,7 @@ from boneage.config.errors import ConfigError
 from boneage.report import main as report_main
 from boneage.runs.records import RunRecord
 from boneage.runs.sweep_resume import continue_sweep_job
-from tests.conftest import TINY, run_cli, start_cli, wait_until_gone
+from tests.helpers import TINY, run_cli, start_cli, wait_until_gone
 
 
 def record_of(run_dir: Path) -> dict:

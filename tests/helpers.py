@@ -1,0 +1,110 @@
+"""What the tests share beside fixtures: the tiny run settings, composing configs, running boneage's
+commands as a user does, and a run directory to serve or explain."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from boneage.config.resolvers import register_resolvers
+
+register_resolvers()  # as boneage.train does before composing
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF_DIR = ROOT / "conf"
+
+# Small enough for seconds on a 2-core CPU: a few dozen demo subjects, a tiny timm model.
+TINY = [
+    "experiment=demo",
+    "model.name=test_resnet",
+    "model.image_size=32",
+    "model.batch_size=16",
+    "data.source.n_subjects=60",
+    "data.source.image_size=64",
+    "data.split.age_bin_width=4",
+    "trainer.max_epochs=1",
+    "callbacks.progress_bar.refresh_rate=0",
+]
+
+
+def group_options(group: str) -> list[str]:
+    """The selectable options of a config group (`base.yaml` only holds keys the others share)."""
+    return sorted(path.stem for path in (CONF_DIR / group).glob("*.yaml") if path.stem != "base")
+
+
+def compose_app(config_name: str, overrides: list[str], with_hydra: bool = False) -> DictConfig:
+    """The config of another boneage command (evaluate, predict) as its CLI composes it;
+    `with_hydra`: with Hydra's own node too (launcher, sweeper)."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name, overrides=overrides, return_hydra_config=with_hydra)
+
+
+def run_cli(
+    args: list[str], cwd: Path, data_dir: Path, timeout: int = 600, app: str = "boneage.train"
+) -> subprocess.CompletedProcess:
+    """`python -m boneage.train ARGS` (or another boneage command) in a fresh process, as a user runs it
+    (with the repository on PYTHONPATH, so that configs can name test-only classes in tests/)."""
+    return subprocess.run(
+        [sys.executable, "-m", app, *args],
+        cwd=cwd, env=cli_environment(data_dir), capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+def start_cli(args: list[str], cwd: Path, data_dir: Path, app: str = "boneage.train") -> subprocess.Popen:
+    """`python -m boneage.train ARGS` started in the background (stderr kept for a failure's message),
+    hearing Ctrl-C as from a terminal even where the test run itself ignores it (a background job)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", app, *args],
+        cwd=cwd, env=cli_environment(data_dir), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
+
+
+def processes_started_in(folder: Path) -> list[int]:
+    """Processes whose command line names `folder` (a run's loader workers and fork server carry it in sys.path)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if str(folder) in cmdline.read_bytes().decode(errors="replace"):
+                found.append(int(cmdline.parent.name))
+        except OSError:  # ended meanwhile
+            continue
+    return found
+
+
+def wait_until_gone(folder: Path, seconds: float = 15) -> list[int]:
+    """Wait for the processes started in `folder` to end; returns those still there after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while processes_started_in(folder) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return processes_started_in(folder)
+
+
+def cli_environment(data_dir: Path) -> dict[str, str]:
+    return os.environ | {"BONEAGE_DATA_DIR": str(data_dir), "HYDRA_FULL_ERROR": "0", "PYTHONPATH": str(ROOT)}
+
+
+def write_run(folder: Path, overrides: list[str] = ()) -> Path:
+    """A run directory as training leaves it (config, checkpoint) with an untrained network: for
+    tests of what is done with a run (serving, heat maps), not of how well it predicts."""
+    cfg = compose_app("train", [*TINY, *overrides])
+    module = instantiate(cfg.module)
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / "checkpoints").mkdir()
+    OmegaConf.save(cfg, folder / ".hydra" / "config.yaml")
+    torch.save(
+        {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)},
+        folder / "checkpoints" / "last.ckpt",
+    )
+    return folder
