@@ -15,7 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from boneage.modules.backbones import feature_width
-from tests.conftest import CONF_DIR, TINY, group_options, run_cli
+from tests.helpers import CONF_DIR, TINY, group_options, run_cli
 
 OTHER_GROUPS = ("trainer", "callbacks", "logger", "debug", "experiment", "launcher", "hparams_search", "training")
 
@@ -73,7 +73,12 @@ def build_group(cfg, group: str) -> None:
         module.configure_optimizers()
 
 
-@pytest.mark.parametrize("experiment", ["none", *group_options("experiment")])
+@pytest.mark.parametrize(
+    "experiment",
+    # Each experiment alone composes in the fast tier (test_every_other_group_option_composes_and_resolves);
+    # its product with every option of every group is a few seconds each, so it runs with the full suite.
+    ["none", *(pytest.param(experiment, marks=pytest.mark.slow) for experiment in group_options("experiment"))],
+)
 def test_every_experiment_composes_with_every_option_and_keeps_other_options_keys_out(
     compose_plain, option_keys, experiment
 ):
