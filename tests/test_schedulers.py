@@ -7,6 +7,7 @@ from itertools import pairwise
 import pytest
 import torch
 
+from boneage.config.checks import warn_of_settings_longer_than_the_run
 from boneage.modules.schedulers import one_cycle, warmup_cosine
 
 
@@ -37,3 +38,26 @@ def test_one_cycle_peaks_at_the_configured_lr():
     assert max(seen) == pytest.approx(1e-3, rel=1e-3)
     assert 25 <= seen.index(max(seen)) <= 31
     assert seen[-1] < 1e-6
+
+
+@pytest.mark.parametrize(("epochs", "peak_step"), [(6, 6), (20, 20), (300, 50)])
+def test_the_default_warmup_fits_the_run_a_tenth_of_a_short_one_five_epochs_of_a_long_one(epochs, peak_step):
+    steps = epochs * 10  # 10 optimizer steps an epoch
+    seen = lrs(lambda opt: warmup_cosine(opt, total_steps=steps, max_epochs=epochs), steps)
+    assert seen.index(max(seen)) == peak_step  # 6 epochs: 6 of 60 steps (not 50); 300 epochs: 5 epochs
+    assert max(seen) == pytest.approx(1e-3, rel=1e-6)
+
+
+def test_a_warmup_set_to_half_the_run_is_kept_and_warned_about_with_its_key(caplog):
+    seen = lrs(lambda opt: warmup_cosine(opt, total_steps=60, max_epochs=6, warmup_epochs=5), 60)
+    assert seen.index(max(seen)) == 50  # what was asked for
+    assert "scheduler.scheduler.warmup_epochs=5 warms up for 50 of the run's 60 optimizer steps" in caplog.text
+
+
+def test_a_plateau_patience_or_swa_start_as_long_as_the_run_is_warned_about_with_its_key(compose_train, caplog):
+    warn_of_settings_longer_than_the_run(compose_train(["trainer.max_epochs=30"]))
+    assert caplog.text == ""  # the defaults fit
+    short = ["trainer.max_epochs=6", "scheduler=plateau", "averaging=swa", "callbacks.averaging.swa_epoch_start=8"]
+    warn_of_settings_longer_than_the_run(compose_train(short))
+    assert "scheduler.scheduler.patience=10 is not below trainer.max_epochs=6: the lr is never reduced" in caplog.text
+    assert "callbacks.averaging.swa_epoch_start=8 is not below trainer.max_epochs=6: weight averaging" in caplog.text

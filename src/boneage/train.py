@@ -29,7 +29,12 @@ from pytorch_lightning.utilities import rank_zero_only
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from boneage.config.build import build, build_data_and_module
-from boneage.config.checks import check_checkpoint, check_config, check_free_space
+from boneage.config.checks import (
+    check_checkpoint,
+    check_config,
+    check_free_space,
+    warn_of_settings_longer_than_the_run,
+)
 from boneage.config.cli import hydra_command
 from boneage.config.errors import ConfigError, DiskFullError, TrainingError
 from boneage.runs.hparams import log_final_metrics, log_run_hparams
@@ -93,6 +98,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 def _fit_and_evaluate(cfg: DictConfig) -> dict[str, Any]:
     check_config(cfg)
+    warn_of_settings_longer_than_the_run(cfg)
     pl.seed_everything(cfg.seed, workers=True)
     datamodule, module = build_data_and_module(cfg)
     if cfg.get("ckpt_path"):

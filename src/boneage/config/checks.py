@@ -6,6 +6,7 @@ Each failure names the key or file and what to do; a run that would fail after a
 
 from __future__ import annotations
 
+import logging
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,8 @@ from torch import nn
 
 from boneage.config.errors import ConfigError, DiskFullError
 from boneage.modules.backbones import check_model_name
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_COPIES = 3  # best + last + the temporary file of an atomic save
 
@@ -43,6 +46,25 @@ def check_config(cfg: DictConfig) -> None:
             f"scheduler.scheduler sets {sorted(schedule)} but names no scheduler: settings meant for another "
             "scheduler (e.g. from an experiment) were merged onto this one. Pick that scheduler or drop them."
         )
+
+
+def warn_of_settings_longer_than_the_run(cfg: DictConfig) -> None:
+    """Settings that take the whole run leave it without what they were for: a plateau schedule
+    that never lowers the lr, weight averaging that never starts. Said at start, with the key."""
+    epochs = cfg.trainer.get("max_epochs", -1)
+    if not isinstance(epochs, int) or epochs <= 0:
+        return
+    schedule = cfg.scheduler.get("scheduler") or {}
+    averaging = cfg.callbacks.get("averaging") or {}
+    swa_start = averaging.get("swa_epoch_start")
+    too_long = {
+        "scheduler.scheduler.patience": (schedule.get("patience"), "the lr is never reduced"),
+        "callbacks.averaging.swa_epoch_start": (swa_start if swa_start and swa_start >= 1 else None,
+                                                "weight averaging never starts"),
+    }  # fmt: skip
+    for key, (value, consequence) in too_long.items():
+        if value is not None and value >= epochs:
+            log.warning("%s=%s is not below trainer.max_epochs=%d: %s. Lower it.", key, value, epochs, consequence)
 
 
 def read_checkpoint(path: str) -> dict[str, Any]:
