@@ -15,7 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from boneage.modules.backbones import feature_width
-from tests.helpers import CONF_DIR, TINY, group_options, run_cli
+from tests.helpers import CONF_DIR, TINY, compose_app, group_options, run_cli
 
 OTHER_GROUPS = ("trainer", "callbacks", "logger", "debug", "experiment", "launcher", "hparams_search", "training")
 
@@ -155,3 +155,18 @@ def test_cli_mistyped_key_exits_with_hydras_message(tmp_path, data_dir):
     assert result.returncode != 0
     assert "Could not override 'optimizer.lrr'" in result.stderr
     assert not (Path(tmp_path) / "outputs").exists()  # nothing started
+
+
+@pytest.mark.parametrize(
+    ("overrides", "tasks"),
+    [
+        (["hydra.launcher.gpus_per_node=0"], 1),  # a CPU partition: sbatch refused --ntasks-per-node=0
+        (["hydra.launcher.gpus_per_node=0", "trainer=ddp_sim"], 2),  # two CPU ranks, started by srun
+        (["hydra.launcher.gpus_per_node=4", "trainer=ddp"], 4),  # devices=-1: one per GPU
+        (["hydra.launcher.gpus_per_node=4", "trainer=ddp", "trainer.devices=[0,1]"], 2),
+        (["hydra.launcher.gpus_per_node=2", "trainer=gpu"], 1),  # one process, whatever the GPUs
+    ],
+)
+def test_slurm_tasks_per_node_follow_what_the_job_runs_and_are_never_zero(overrides, tasks):
+    cfg = compose_app("train", ["launcher=slurm", *overrides], with_hydra=True)
+    assert cfg.hydra.launcher.tasks_per_node == tasks

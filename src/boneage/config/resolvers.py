@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
+from omegaconf import ListConfig, OmegaConf
 
 
 def visible_gpus() -> list[int]:
@@ -39,6 +39,16 @@ def sqlite_url(path: str) -> str:
     return f"sqlite:///{database}"
 
 
+def slurm_tasks_per_node(devices: int | str | list | None, gpus_per_node: int | None) -> int:
+    """SLURM tasks per node: one per process Lightning runs on a node (trainer.devices), or one per
+    GPU where devices is -1/auto; never 0, which sbatch refuses (a CPU partition has no GPUs)."""
+    if isinstance(devices, int) and devices > 0:
+        return devices
+    if isinstance(devices, list | ListConfig):
+        return max(1, len(devices))
+    return max(1, int(gpus_per_node or 0))
+
+
 def unique_dir(path: str) -> str:
     """`path`, or `path_1`, `path_2`...: the first that did not exist, created here to claim it.
 
@@ -61,6 +71,7 @@ RESOLVERS = {
     "boneage.sqlite": sqlite_url,
     "boneage.loader_workers": loader_workers,
     "boneage.unique_dir": unique_dir,
+    "boneage.slurm_tasks_per_node": slurm_tasks_per_node,
     "boneage.not": lambda value: not value,
     "boneage.slug": lambda metric: metric.replace("/", "_"),  # val/mae -> val_mae (file names)
     "boneage.direction": lambda mode: {"min": "minimize", "max": "maximize"}[mode],  # task.mode -> Optuna's
