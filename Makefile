@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help install train train-classify train-score train-multitask test test-fast bench stress gpu-check serve lint format tensorboard clean
+.PHONY: help install train train-classify train-score train-multitask test test-fast bench stress gpu-check serve cluster cluster-stop lint format tensorboard clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -58,6 +58,12 @@ format: install  ## apply ruff fixes and formatting
 
 serve: install  ## serve a run on http://127.0.0.1:8000/ (RUN=<run dir>; default: the newest demo run of make train)
 	$(PY) -m boneage.serve run=$(or $(RUN),$(lastword $(sort $(wildcard outputs/demo/*)))) $(ARGS)
+
+cluster:  ## start a one-host SLURM cluster here (root; apt-get install -y slurm-wlm munge): try launcher=slurm
+	scripts/local_slurm.sh start
+
+cluster-stop:  ## stop it (and cancel its jobs)
+	scripts/local_slurm.sh stop
 
 tensorboard: install  ## TensorBoard over every single run and sweep
 	$(VENV)/bin/tensorboard --logdir_spec outputs:outputs,multirun:multirun

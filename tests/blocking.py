@@ -1,5 +1,5 @@
-"""Test-only augmentations: one that never returns (a loader stuck on a dead network share) and one
-that fails on one DDP rank."""
+"""Test-only augmentations: one that never returns (a loader stuck on a dead network share), one
+that fails on one DDP rank, and one that is slow."""
 
 from __future__ import annotations
 
@@ -36,4 +36,16 @@ class CrashOnRank(A.ImageOnlyTransform):
     def apply(self, img, **params):
         if int(os.environ.get("LOCAL_RANK", 0)) == self.rank:
             raise RuntimeError(f"rank {self.rank} cannot read its images (a test's crash)")
+        return img
+
+
+class Pause(A.ImageOnlyTransform):
+    """Takes `seconds` per image, as a slow network share does: an epoch long enough to stop mid-run."""
+
+    def __init__(self, seconds: float = 0.02, p: float = 1.0) -> None:
+        super().__init__(p=p)
+        self.seconds = seconds
+
+    def apply(self, img, **params):
+        time.sleep(self.seconds)
         return img

@@ -40,11 +40,12 @@ from boneage.config.errors import ConfigError, DiskFullError, TrainingError
 from boneage.runs.hparams import log_final_metrics, log_run_hparams
 from boneage.runs.records import RunRecord, environment, now
 from boneage.runs.summary import format_summary
-from boneage.runs.sweep_resume import continue_sweep_job
+from boneage.runs.sweep_resume import continue_sweep_job, requeued_here
 from boneage.runs.techniques import active_techniques
 from boneage.runs.trackers import end_tracker_runs
 from boneage.runtime.ddp import ddp_failures_explained, distributed_job_scope, route_ranks_to_job_directory
 from boneage.runtime.lifetime import PROMPT_STOP
+from boneage.runtime.slurm import cluster_plugins, slurm_job_id
 from boneage.runtime.speed import measure_inference
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,8 @@ SUMMARY_KEYS = ("metrics", "columns", "trivial", "note", "best_checkpoint", "run
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit, then evaluate the best checkpoint on val and test; the run record tracks it all."""
-    if cfg.get("sweep_resume") and (kept := continue_sweep_job(cfg, _is_global_zero())) is not None:
+    taken_up = cfg.get("sweep_resume") or requeued_here(cfg.paths.output_dir)  # a job continues where it stopped
+    if taken_up and (kept := continue_sweep_job(cfg, _is_global_zero())) is not None:
         return kept
     record = RunRecord(cfg.paths.output_dir)
     _refuse_to_overwrite(record, cfg)
@@ -69,7 +71,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         config=config,
         techniques=active_techniques(config),
         environment=environment(),
-        process={"pid": os.getpid(), "host": socket.gethostname()},
+        process={"pid": os.getpid(), "host": socket.gethostname(), "slurm_job_id": slurm_job_id()},
         resumed_from=cfg.get("ckpt_path"),
     )
     _reserve_space(record)
@@ -105,7 +107,8 @@ def _fit_and_evaluate(cfg: DictConfig) -> dict[str, Any]:
         check_checkpoint(cfg.ckpt_path, module, cfg.model.name)
     callbacks = [build(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers = [build(c) for c in (cfg.get("logger") or {}).values()]
-    trainer: pl.Trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    plugins = [*build(cfg.trainer.get("plugins") or []), *cluster_plugins()]
+    trainer: pl.Trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=plugins)
     try:
         with ddp_failures_explained(trainer, OmegaConf.select(cfg, "trainer.strategy.timeout_min")):
             return _fit_and_test(cfg, trainer, datamodule, module)

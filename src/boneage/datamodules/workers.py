@@ -12,6 +12,11 @@ A worker forked from the server is the server's child, not the training process'
 PyTorch's check that a worker's parent is still alive cannot see the training process die,
 and the server stays up while its workers do: after a `kill -9` both would linger, holding
 memory. `worker_setup` ends each worker as soon as the training process is gone.
+
+A scheduler stops a job by sending SIGTERM to every process in it, loader workers included: a
+worker that died of it first would turn the training process's orderly stop (record
+`interrupted`, keep a checkpoint, be requeued) into "DataLoader worker exited unexpectedly".
+Workers and their fork server ignore SIGTERM; the training process stops them, or they end with it.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import os
+import signal
 from collections.abc import Callable
 from multiprocessing.context import BaseContext
 
@@ -26,7 +32,8 @@ from boneage.config.errors import ConfigError
 from boneage.runtime.lifetime import exit_with
 from boneage.runtime.stacks import dump_stacks_on_request
 
-PRELOADED = ["boneage.datamodules.dataset"]  # torch, albumentations, numpy: imported once, not per worker
+# torch, albumentations, numpy: imported once, not per worker; and the server's own SIGTERM stance
+PRELOADED = ["boneage.datamodules.dataset", "boneage.datamodules.fork_server"]
 
 
 def worker_context(method: str | None) -> BaseContext | None:
@@ -45,11 +52,12 @@ def worker_context(method: str | None) -> BaseContext | None:
 
 
 def worker_setup() -> Callable[[int], None]:
-    """A loader `worker_init_fn`: the worker ends once this (the training) process is gone, and
-    writes its stacks when a stalled run asks (boneage.runtime.stacks)."""
+    """A loader `worker_init_fn`: the worker ignores SIGTERM, ends once this (the training) process
+    is gone, and writes its stacks when a stalled run asks (boneage.runtime.stacks)."""
     return functools.partial(_set_up_worker, os.getpid())
 
 
 def _set_up_worker(trainer_pid: int, worker_id: int) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     exit_with(trainer_pid)
     dump_stacks_on_request(trainer_pid)

@@ -1,4 +1,5 @@
-"""What one job of a resumed sweep does (`python -m boneage.resume <sweep folder>`).
+"""What one job of a resumed sweep does (`python -m boneage.resume <sweep folder>`), and a SLURM
+job started again by a requeue (preemption, a time limit, a lost node), which does the same.
 
 The sweep is launched again as it was (its overrides and launcher, from `multirun.yaml`)
 into its own folder, with `sweep_resume=true`. Hydra gives every job the folder it had,
@@ -22,11 +23,21 @@ from omegaconf import DictConfig, open_dict
 
 from boneage.config.errors import ConfigError
 from boneage.runs.records import RECORD_NAME, RunRecord
+from boneage.runtime.slurm import slurm_job_id, slurm_restarts
 
 log = logging.getLogger(__name__)
 
 REPEATING_FAILURES = ("ConfigError", "DataError")  # errors of the job's settings or data: a rerun fails again
 KEPT = (".hydra", "train.log")  # the new attempt's own Hydra files and its (appended) log
+
+
+def requeued_here(run_dir: str | Path) -> bool:
+    """This is a SLURM job started again in the folder whose record its earlier start wrote."""
+    job = slurm_job_id()
+    if not job or slurm_restarts() == 0:
+        return False
+    process = RunRecord(run_dir).read_if_readable().get("process") or {}
+    return str(process.get("slurm_job_id")) == job
 
 
 def continue_sweep_job(cfg: DictConfig, is_rank_zero: bool) -> dict[str, Any] | None:
