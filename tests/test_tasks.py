@@ -22,6 +22,7 @@ from boneage.modules.losses import ClassificationLoss, FocalLoss, LogitAdjustedL
 from boneage.modules.mixup import mix_batch
 from boneage.predict import predict
 from boneage.report import main as report_main
+from boneage.runs.summary import format_summary
 from boneage.tasks import ClassifyTask, MultiTask, RegressionHead, ScoreTask
 from boneage.tasks.classification import ClassificationHead
 from boneage.train import train
@@ -327,3 +328,20 @@ def test_a_classifier_ensemble_averages_probabilities_over_members_and_tta_views
     assert len(metrics["runs"]) == 2 and metrics["tta"] == ["zoom"] and metrics["heads"]["label"]["n"] > 0
     write_heat_maps(members[0], rows.head(2), tmp_path / "maps")  # Grad-CAM of the predicted class
     assert [cv2.imread(str(path)).shape[:2] for path in sorted((tmp_path / "maps").iterdir())] == [(32, 32)] * 2
+
+
+def test_a_class_missing_from_val_or_test_is_named_and_the_class_averages_say_over_how_many():
+    task = ClassifyTask(classes=["a", "b", "rare"])
+    head = task.heads["label"]
+    train = pd.Series(["a", "a", "b", "rare"])
+    trivial = {"label": {"val": head.trivial(train, pd.Series(["a", "b", "rare"])),
+                         "test": head.trivial(train, pd.Series(["a", "b", "b"]))}}  # fmt: skip
+    assert trivial["label"]["val"]["classes_missing"] == [] and trivial["label"]["val"]["classes_present"] == 3
+    assert trivial["label"]["test"]["classes_missing"] == ["rare"] and trivial["label"]["test"]["classes_present"] == 2
+    assert task.coverage_notes(trivial) == [
+        "test has no image of label class(es) 'rare': its balanced_acc and macro_f1 are means over the 2 of 3 "
+        "classes it holds"
+    ]
+    summary = format_summary({"val/acc": 0.9, "test/acc": 0.8}, [("acc", "acc")],
+                             task.trivial_columns(trivial), "", None, "run")  # fmt: skip
+    assert summary.splitlines()[3].split()[-1] == "2"  # the test set's classes present, as a count

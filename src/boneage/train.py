@@ -140,7 +140,7 @@ def _fit_and_test(
         "metrics": metrics,
         "columns": task.summary_columns(),
         "trivial": task.trivial_columns(data["trivial_predictor"]),
-        "note": task.summary_note(data["age_unit"]),
+        "note": "\n".join([task.summary_note(data["age_unit"]), *task.coverage_notes(data["trivial_predictor"])]),
         "best_checkpoint": best,
         "run_dir": cfg.paths.output_dir,
         "speed": speed,

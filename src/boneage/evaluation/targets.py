@@ -97,7 +97,10 @@ def write_targets_markdown(metrics: Mapping[str, Any], plots: Sequence[Path], pa
     for name, figures in metrics["heads"].items():
         lines += ["", f"## {name}", "", "| figure | value |", "|---|---|"]
         lines += [f"| {key.replace('_', ' ')} | {_fmt(value)} |" for key, value in figures.items()
-                  if not isinstance(value, dict)]  # fmt: skip
+                  if not isinstance(value, dict | list)]  # fmt: skip
+        if missing := figures.get("classes_missing"):
+            lines += ["", f"No image of class(es) {', '.join(map(repr, missing))} here: balanced acc and macro F1 "
+                          f"are means over the {figures['classes_present']} classes present."]  # fmt: skip
         if per_class := figures.get("per_class"):
             lines += ["", "| class | images | recall |", "|---|---|---|"]
             lines += [f"| {label} | {v['n']} | {_fmt(v['recall'])} |" for label, v in per_class.items()]

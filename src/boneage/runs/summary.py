@@ -25,10 +25,15 @@ def format_summary(
             continue
         values = [metrics.get(f"{stage}/{key}", float("nan")) for _, key in columns]
         values += [by_stage.get(stage, float("nan")) for _, by_stage in trivial]
-        lines.append(f"{stage:6}" + "".join(f"{value:{width}.3f}" for value, width in zip(values, widths, strict=True)))
+        lines.append(f"{stage:6}" + "".join(_cell(value, width) for value, width in zip(values, widths, strict=True)))
     lines += [
         note,
         f"best checkpoint: {best_checkpoint or 'none saved (current weights evaluated)'}",
         f"run directory:   {run_dir}",
     ]
     return "\n".join(lines)
+
+
+def _cell(value: float, width: int) -> str:
+    """A count as itself (classes present), any other figure to three decimals."""
+    return f"{value:{width}d}" if isinstance(value, int) and not isinstance(value, bool) else f"{value:{width}.3f}"

@@ -114,6 +114,20 @@ class Task(nn.Module):
     def summary_note(self, unit: str) -> str:
         return "(the trivial predictor answers the training set's mean value, or its most common class)"
 
+    def coverage_notes(self, trivial: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[str]:
+        """A line for each set that lacks some of a head's classes: its class-averaged figures are
+        means over the classes it holds, and the missing ones are named."""
+        notes = []
+        for name, by_stage in trivial.items():
+            for stage, figures in by_stage.items():
+                if missing := figures.get("classes_missing"):
+                    held = figures["classes_present"]
+                    notes.append(
+                        f"{stage} has no image of {name} class(es) {', '.join(map(repr, missing))}: its balanced_acc "
+                        f"and macro_f1 are means over the {held} of {held + len(missing)} classes it holds"
+                    )
+        return notes
+
     def prediction_columns(self, decoded: np.ndarray) -> pd.DataFrame:
         parts = [self.heads[name].prediction_columns(values) for name, values in self.per_head(decoded).items()]
         return pd.concat(parts, axis=1)

@@ -137,13 +137,24 @@ class ClassificationHead(nn.Module):
         return {str(value): int(count) for value, count in values.value_counts().sort_index().items()}
 
     def trivial(self, train: pd.Series, evaluated: pd.Series) -> dict[str, Any]:
-        """What always answering the training set's most common class scores."""
+        """What always answering the training set's most common class scores; and which classes the
+        evaluated set holds: balanced accuracy and macro-F1 are means over those alone."""
         majority = train.mode().iloc[0]
         present = evaluated.dropna()
         return {
             "majority_class": majority,
             "majority_class_acc": round(float((present == majority).mean()), 4) if len(present) else None,
             "chance_balanced_acc": round(1 / len(self.classes), 4),
+            **self.class_coverage(present),
+        }
+
+    def class_coverage(self, present: pd.Series) -> dict[str, Any]:
+        """How many of the classes `present` holds ("classes present", shown beside the balanced
+        accuracy it is a mean over), and the names of those it lacks."""
+        held = set(present)
+        return {
+            "classes_present": sum(value in held for value in self.classes),
+            "classes_missing": [value for value in self.classes if value not in held],
         }
 
     # --- the network's outputs -------------------------------------------------------------
@@ -227,7 +238,7 @@ class ClassificationHead(nn.Module):
             "acc": float((predicted == truth).mean()),
             "balanced_acc": float(np.nanmean(recall)),
             "macro_f1": float(f1[support > 0].mean()),
-            **self.trivial(train, true),
+            **self.trivial(train, true),  # with classes_present: what balanced_acc and macro_f1 are means over
             "per_class": {
                 label: {"n": int(support[i]), "recall": None if np.isnan(recall[i]) else float(recall[i])}
                 for i, label in enumerate(labels)
