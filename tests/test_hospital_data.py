@@ -3,6 +3,7 @@ types, PACS folder layouts, the header as data, and decompression bombs refused 
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pandas as pd
 import pytest
 from pydicom.uid import JPEG2000, JPEGBaseline8Bit, RLELossless
 
+from boneage.config.errors import ConfigError
 from boneage.datamodules import ImageDataModule, SubjectSplit, TableSource
 from boneage.datamodules.dicom_header import patient_fields
 from boneage.datamodules.images import ImageLimits, UnreadableImage, read_grayscale, unreadable_reason
@@ -258,3 +260,12 @@ def test_a_pacs_like_folder_predicts_every_image_and_lists_every_other_file(trai
     )
     assert set(dicom["development_90"]) <= {"advanced", "within", "delayed"}
     assert "bone age minus chronological age on 13 images" in result.stdout
+
+
+@pytest.mark.parametrize(("limits", "message"), [
+    ({"max_pixels": 0}, "max_pixels must be positive (or null: no limit), not 0"),
+    ({"multi_frame": "all"}, "multi_frame must be one of ('first', 'refuse'), not 'all'"),
+])  # fmt: skip
+def test_a_limit_no_reader_can_apply_is_a_config_error(limits, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        ImageLimits(**limits)

@@ -21,7 +21,7 @@ import pydicom
 from PIL import Image, UnidentifiedImageError
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
 
-from boneage.config.errors import DataError
+from boneage.config.errors import ConfigError, DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm")
 MULTI_FRAME = ("first", "refuse")
@@ -48,9 +48,9 @@ class ImageLimits:
 
     def __post_init__(self) -> None:
         if self.multi_frame not in MULTI_FRAME:
-            raise DataError(f"multi_frame must be one of {MULTI_FRAME}, not {self.multi_frame!r}.")
+            raise ConfigError(f"multi_frame must be one of {MULTI_FRAME}, not {self.multi_frame!r}.")
         if self.max_pixels is not None and self.max_pixels <= 0:
-            raise DataError(f"max_pixels must be positive (or null: no limit), not {self.max_pixels}.")
+            raise ConfigError(f"max_pixels must be positive (or null: no limit), not {self.max_pixels}.")
 
 
 def read_grayscale(path: str | Path, limits: ImageLimits | None = None) -> np.ndarray:
