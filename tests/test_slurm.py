@@ -143,10 +143,11 @@ def test_a_requeued_job_continues_from_its_last_checkpoint_and_ends_as_if_never_
 @pytest.mark.slow
 def test_a_job_that_reaches_its_time_limit_is_requeued_and_finishes(cluster, tmp_path, data_dir):
     """A 1-minute limit, submitit's signal 35 s before it: the job is requeued after about 25 s of
-    training and continues; 12 slow epochs need more than one start."""
+    training and continues; 12 slow epochs need more than one start. Up to 10 requeues, so that a
+    loaded machine's slow starts (fewer epochs each) still finish."""
     sweep_dir = tmp_path / "timeout"
     limited = [*SLOW_DETERMINISTIC, "trainer.max_epochs=12", "hydra.launcher.timeout_min=1",
-               "hydra.launcher.signal_delay_s=35"]  # fmt: skip
+               "hydra.launcher.signal_delay_s=35", "hydra.launcher.max_num_timeout=10"]  # fmt: skip
     with RequeueDelaySkipped():
         process = sweep(limited, sweep_dir, data_dir)
         assert process.wait(timeout=500) == 0, process.stderr.read()[-3000:]
