@@ -218,3 +218,13 @@ def deflated_at(path: Path, side: int) -> Path:
     ds.PixelData = bytes(2 * side * side)
     ds.save_as(path, enforce_file_format=True)
     return path
+
+
+def deflated_bomb(path: Path, hidden_mb: int = 40) -> Path:
+    """A Deflated file whose header claims a small image but which carries `hidden_mb` MB of zeros
+    in a private element: a few tens of KB on disk, inflated whole by a reader before its header."""
+    ds = dataset((64, 48), DeflatedExplicitVRLittleEndian, 8)
+    ds.PixelData = bytes(64 * 48)
+    ds.add_new(0x00091010, "OB", bytes(hidden_mb * 2**20))
+    ds.save_as(path, enforce_file_format=True)
+    return path

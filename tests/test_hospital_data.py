@@ -23,6 +23,7 @@ from tests.dicom_files import (
     EVERY_SYNTAX,
     LOSSLESS,
     LOSSY,
+    deflated_bomb,
     pacs_export,
     png_bomb,
     radiograph,
@@ -109,6 +110,11 @@ def test_a_bomb_is_refused_from_its_header_before_any_pixel_is_decoded(tmp_path)
         read_grayscale(dicom, BOMB_LIMIT)
     refusal = refused.value
     assert refusal.too_large and "900,000,000 pixels (30000 x 30000 x 1 frame(s))" in refusal.reason
+    deflated = deflated_bomb(tmp_path / "deflated.dcm", hidden_mb=40)  # claims 64 x 48, inflates to 40 MB
+    assert deflated.stat().st_size < 200_000
+    assert unreadable_reason(deflated, ImageLimits(max_pixels=3072)) == (
+        "too large: its Deflated data inflates past 16,801,792 bytes (max_pixels=3,072)"
+    )
     hand = tmp_path / "hand.png"
     cv2.imwrite(str(hand), np.full((100, 80), 128, np.uint8))
     assert unreadable_reason(hand, ImageLimits(max_pixels=8000)) is None  # at the limit: read

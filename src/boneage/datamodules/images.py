@@ -10,6 +10,7 @@ a decompression bomb refused before a pixel is decoded.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,12 +20,16 @@ import cv2
 import numpy as np
 import pydicom
 from PIL import Image, UnidentifiedImageError
+from pydicom.filereader import read_file_meta_info
 from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, pixel_array
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from boneage.config.errors import ConfigError, DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm")
 MULTI_FRAME = ("first", "refuse")
+DICM_PREAMBLE = 132  # 128 bytes of preamble and the 'DICM' marker
+META_LENGTH_ELEMENT = 12  # (0002,0000) File Meta Information Group Length: tag, VR, length, value
 PIXEL_KEYWORDS = {"PixelData", "FloatPixelData", "DoubleFloatPixelData"}
 NOT_AN_IMAGE = "not a readable image (not a PNG, JPEG, TIFF, BMP or DICOM file, or truncated)"
 ITU_R_601 = np.array([0.299, 0.587, 0.114], np.float32)  # luma of R, G, B: gray as a viewer (and OpenCV) shows colour
@@ -112,6 +117,38 @@ def _refuse_oversized(path: Path, limits: ImageLimits, shape: str, pixels: int) 
         )
 
 
+def _refuse_deflate_bomb(path: Path, limits: ImageLimits) -> None:
+    """A Deflated file is inflated whole by pydicom before a single header element is read, so a
+    few MB can become many GB before the pixel count is known. Inflate it here first, a megabyte
+    at a time, and refuse it once it grows past what `max_pixels` allows (8 bytes a pixel, and
+    16 MB of header)."""
+    if limits.max_pixels is None:
+        return
+    meta = read_file_meta_info(path)
+    if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
+        return
+    allowed = 8 * limits.max_pixels + 2**24
+    start = DICM_PREAMBLE + META_LENGTH_ELEMENT + int(meta.get("FileMetaInformationGroupLength", 0))
+    if _inflates_past(path, start, allowed):
+        reason = f"too large: its Deflated data inflates past {allowed:,} bytes (max_pixels={limits.max_pixels:,})"
+        raise UnreadableImage(path, reason, too_large=True)
+
+
+def _inflates_past(path: Path, start: int, allowed: int) -> bool:
+    """Whether the raw deflate stream from byte `start` of `path` inflates to more than `allowed`
+    bytes; never more than a megabyte of it is held at once."""
+    inflater, inflated = zlib.decompressobj(-zlib.MAX_WBITS), 0
+    with open(path, "rb") as file:
+        file.seek(start)
+        pending = b""
+        while pending or (pending := file.read(2**20)):
+            inflated += len(inflater.decompress(pending, 2**20))
+            if inflated > allowed:
+                return True
+            pending = inflater.unconsumed_tail
+    return False
+
+
 def _other_pixels(path: Path, limits: ImageLimits) -> np.ndarray:
     """PNG, JPEG, TIFF, BMP: the size from the header first (Pillow reads only that), then OpenCV
     decodes (8 and 16 bits, any channels)."""
@@ -139,6 +176,7 @@ def _dicom_pixels(path: Path, limits: ImageLimits) -> np.ndarray:
     stored window applied, MONOCHROME1 (bone dark) inverted so that bone is bright as in every
     other image, colour (RGB, YBR, palette) as its luma. Every transfer syntax decodes through
     pydicom's pylibjpeg plugins (JPEG, JPEG-LS, JPEG 2000, RLE)."""
+    _refuse_deflate_bomb(path, limits)
     header = pydicom.dcmread(path, stop_before_pixels=True)
     rows, columns = int(header.get("Rows") or 0), int(header.get("Columns") or 0)
     if not rows or not columns:
