@@ -17,7 +17,7 @@ from omegaconf import DictConfig
 from boneage.config.cli import hydra_command
 from boneage.config.errors import ConfigError, DataError
 from boneage.datamodules.dicom_header import HEADER_COLUMNS, patient_fields
-from boneage.datamodules.images import IMAGE_SUFFIXES, ImageLimits, is_dicom
+from boneage.datamodules.images import IMAGE_SUFFIXES, ImageLimits
 from boneage.datamodules.intake import images_in_folder, set_aside_unreadable
 from boneage.evaluation.chronological import DIFFERENCE, PER_YEAR, chronological_figures, compare_with_chronological
 from boneage.evaluation.ensemble import load_members, plain, predict_members
@@ -39,7 +39,7 @@ def images_to_predict(
         files, skipped = images_in_folder(path)
         if not files:
             raise DataError(f"input={source}: no image files ({', '.join(IMAGE_SUFFIXES)} or DICOM) in this folder.")
-        header = [patient_fields(file) if is_dicom(file) else dict.fromkeys(HEADER_COLUMNS) for file in files]
+        header = [patient_fields(file) for file in files]  # a PNG's or JPEG's says nothing: all None
         said = pd.DataFrame(header, columns=list(HEADER_COLUMNS)).dropna(axis=1, how="all")  # what some header gave
         return said.assign(image=[str(file) for file in files])[["image", *said.columns]], skipped
     if not path.is_file():
@@ -103,7 +103,6 @@ def predict(cfg: DictConfig) -> Path:
 def _ages(members: list[Any], cfg: DictConfig, tta: Any, weights: Any) -> Callable[[pd.DataFrame], pd.DataFrame]:
     """An age run's answer: the (calibrated) age, its unit and its conformal intervals."""
     trust = trust_for(members, cfg, tta, weights, bool(cfg.intervals))
-
     unit = members[0].unit
 
     def answer(chunk: pd.DataFrame) -> pd.DataFrame:

@@ -177,7 +177,8 @@ def bearer_check(api_key: str):
     compared in constant time (no timing tells how much of a guess was right)."""
     scheme = HTTPBearer(auto_error=False, description="the server's api_key")
 
-    async def check(credentials: HTTPAuthorizationCredentials | None = Depends(scheme)) -> None:  # noqa: B008 (a local scheme: Annotated cannot name it under postponed annotations)
+    # A default, not Annotated: under postponed annotations FastAPI cannot resolve a local scheme.
+    async def check(credentials: HTTPAuthorizationCredentials | None = Depends(scheme)) -> None:  # noqa: B008
         given = credentials.credentials.encode() if credentials else b""
         if not hmac.compare_digest(given, api_key.encode()):
             raise ApiError(401, "missing or wrong API key", "the header Authorization: Bearer <the server's api_key>")
