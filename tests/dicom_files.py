@@ -16,6 +16,7 @@ import imagecodecs
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
+from pydicom.filereader import read_file_meta_info
 from pydicom.fileset import FileSet
 from pydicom.uid import (
     JPEG2000,
@@ -218,6 +219,19 @@ def deflated_at(path: Path, side: int) -> Path:
     ds.PixelData = bytes(2 * side * side)
     ds.save_as(path, enforce_file_format=True)
     return path
+
+
+def padded_deflated(path: Path, pixels: np.ndarray) -> Path:
+    """`pixels` in Deflated Explicit VR whose deflate stream has odd length, so the file ends with the
+    pad byte the standard asks for after it (about every other Deflated file a writer makes)."""
+    for patient in range(64):
+        write_dicom(path, pixels, DeflatedExplicitVRLittleEndian, PatientID=f"P{patient:03d}")
+        stream_start = 128 + 4 + 12 + read_file_meta_info(path).FileMetaInformationGroupLength  # Part 10 layout
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        inflater.decompress(path.read_bytes()[stream_start:])
+        if inflater.eof and inflater.unused_data == b"\x00":
+            return path
+    raise AssertionError("64 Deflated files in a row had even-length streams")
 
 
 def deflated_bomb(path: Path, hidden_mb: int = 40) -> Path:

@@ -25,6 +25,7 @@ from tests.dicom_files import (
     LOSSY,
     deflated_bomb,
     pacs_export,
+    padded_deflated,
     png_bomb,
     radiograph,
     write_colour_frames,
@@ -53,6 +54,12 @@ def test_every_transfer_syntax_reads_as_the_uncompressed_image(tmp_path, syntax,
         assert difference.max() == 0
     else:
         assert syntax in LOSSY and difference.mean() < 3  # lossy: the same image within a few gray levels
+
+
+def test_a_deflated_file_padded_after_its_stream_is_read_within_the_limit(tmp_path):
+    pixels = radiograph(1200, 900) & 0xF00  # 2 MB inflated from under 1 MB: zlib stops at 1 MB and resumes
+    image = read_grayscale(padded_deflated(tmp_path / "padded.dcm", pixels), BOMB_LIMIT)  # once looped for ever
+    assert np.array_equal(image, read_grayscale(write_dicom(tmp_path / "plain.dcm", pixels)))
 
 
 @pytest.mark.parametrize("syntax", [RLELossless, JPEGBaseline8Bit], ids=["RGB RLE", "YBR_FULL_422 JPEG"])

@@ -136,12 +136,14 @@ def _refuse_deflate_bomb(path: Path, limits: ImageLimits) -> None:
 
 def _inflates_past(path: Path, start: int, allowed: int) -> bool:
     """Whether the raw deflate stream from byte `start` of `path` inflates to more than `allowed`
-    bytes; never more than a megabyte of it is held at once."""
+    bytes; never more than a megabyte of it is held at once. The stream may end before the file
+    (the standard pads an odd stream with a byte), and zlib then keeps that byte as an unconsumed
+    tail for ever: the end of the stream, not of the input, ends the loop."""
     inflater, inflated = zlib.decompressobj(-zlib.MAX_WBITS), 0
     with open(path, "rb") as file:
         file.seek(start)
         pending = b""
-        while pending or (pending := file.read(2**20)):
+        while not inflater.eof and (pending or (pending := file.read(2**20))):
             inflated += len(inflater.decompress(pending, 2**20))
             if inflated > allowed:
                 return True
