@@ -14,11 +14,14 @@ import time
 from collections import namedtuple
 from pathlib import Path
 
+import psutil
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from boneage.config.errors import ConfigError, DiskFullError, TrainingError
 from boneage.config.resolvers import unique_dir
+from boneage.datamodules.workers import worker_context, worker_setup
 from boneage.modules.model import ImageModel
 from boneage.report import build_table
 from boneage.runs.records import RunRecord
@@ -224,6 +227,29 @@ def uninterrupted(tmp_path_factory, data_dir) -> dict:
     whole = run_cli([*RESUMED, f"hydra.run.dir={run_dir}"], run_dir.parent, data_dir)
     assert whole.returncode == 0, whole.stderr[-2000:]
     return record_of(run_dir)
+
+
+@pytest.mark.slow
+def test_loader_workers_and_their_fork_server_outlive_the_signals_a_scheduler_sends_the_whole_job():
+    """SLURM signals every process of a job: SIGTERM to stop it, SIGUSR2 (submitit's --signal) before
+    its time limit. Only the training process acts on them; a worker that died of one turned a
+    requeue into "DataLoader worker exited unexpectedly"."""
+    started_as_boneage_starts_them = {
+        "multiprocessing_context": worker_context("forkserver"),
+        "worker_init_fn": worker_setup(),
+    }
+    loader = DataLoader(
+        list(range(64)), batch_size=8, num_workers=2, persistent_workers=True, **started_as_boneage_starts_them
+    )
+    assert sum(len(batch) for batch in loader) == 64
+    helpers = psutil.Process().children(recursive=True)  # the resource tracker, the fork server, the workers
+    assert len(helpers) >= 3
+    for process in helpers:
+        for scheduler_signal in (signal.SIGTERM, signal.SIGUSR2):
+            process.send_signal(scheduler_signal)
+    time.sleep(1)
+    assert [process.status() for process in helpers if process.status() == psutil.STATUS_ZOMBIE] == []
+    assert sum(len(batch) for batch in loader) == 64  # the next epoch, from the same workers
 
 
 @pytest.mark.slow

@@ -13,10 +13,11 @@ PyTorch's check that a worker's parent is still alive cannot see the training pr
 and the server stays up while its workers do: after a `kill -9` both would linger, holding
 memory. `worker_setup` ends each worker as soon as the training process is gone.
 
-A scheduler stops a job by sending SIGTERM to every process in it, loader workers included: a
-worker that died of it first would turn the training process's orderly stop (record
-`interrupted`, keep a checkpoint, be requeued) into "DataLoader worker exited unexpectedly".
-Workers and their fork server ignore SIGTERM; the training process stops them, or they end with it.
+A scheduler stops a job by sending SIGTERM to every process in it, loader workers included, and
+warns it of its time limit with SIGUSR2 (submitit's `--signal`) the same way: a worker that died
+of either first would turn the training process's orderly stop (record `interrupted`, keep a
+checkpoint, be requeued) into "DataLoader worker exited unexpectedly". Workers and their fork
+server ignore both; the training process stops them, or they end with it.
 """
 
 from __future__ import annotations
@@ -26,18 +27,20 @@ import multiprocessing
 import os
 import signal
 from collections.abc import Callable
+from multiprocessing import resource_tracker
 from multiprocessing.context import BaseContext
 
 from boneage.config.errors import ConfigError
 from boneage.runtime.lifetime import exit_with
 from boneage.runtime.stacks import dump_stacks_on_request
 
-# torch, albumentations, numpy: imported once, not per worker; and the server's own SIGTERM stance
+# torch, albumentations, numpy: imported once, not per worker; and the server's own stance on signals
 PRELOADED = ["boneage.datamodules.dataset", "boneage.datamodules.fork_server"]
 
 
 def worker_context(method: str | None) -> BaseContext | None:
     """The multiprocessing context loader workers start from (None: the platform default)."""
+    start_resource_tracker_deaf_to_time_limits()
     if method is None:
         return None
     if method not in multiprocessing.get_all_start_methods():
@@ -51,13 +54,30 @@ def worker_context(method: str | None) -> BaseContext | None:
     return context
 
 
+def start_resource_tracker_deaf_to_time_limits() -> None:
+    """Start multiprocessing's resource tracker (it tracks the loader queues' semaphores) with
+    SIGUSR2 blocked. It ignores SIGTERM by itself but died of a time limit's SIGUSR2; the one
+    started in its place then printed a KeyError for every semaphore it had never seen."""
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})
+    try:
+        resource_tracker.ensure_running()  # a started tracker keeps the mask it was started with
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
 def worker_setup() -> Callable[[int], None]:
-    """A loader `worker_init_fn`: the worker ignores SIGTERM, ends once this (the training) process
+    """A loader `worker_init_fn`: the worker ignores the scheduler's signals, ends once this (the training) process
     is gone, and writes its stacks when a stalled run asks (boneage.runtime.stacks)."""
     return functools.partial(_set_up_worker, os.getpid())
 
 
+def ignore_scheduler_signals() -> None:
+    """SIGTERM (stop) and SIGUSR2 (time limit near) are for the training process, not its workers."""
+    for scheduler_signal in (signal.SIGTERM, signal.SIGUSR2):
+        signal.signal(scheduler_signal, signal.SIG_IGN)
+
+
 def _set_up_worker(trainer_pid: int, worker_id: int) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    ignore_scheduler_signals()
     exit_with(trainer_pid)
     dump_stacks_on_request(trainer_pid)
