@@ -43,7 +43,12 @@ from boneage.runs.summary import format_summary
 from boneage.runs.sweep_resume import continue_sweep_job, requeued_here
 from boneage.runs.techniques import active_techniques
 from boneage.runs.trackers import end_tracker_runs
-from boneage.runtime.ddp import ddp_failures_explained, distributed_job_scope, route_ranks_to_job_directory
+from boneage.runtime.ddp import (
+    check_ranks_share_one_folder,
+    ddp_failures_explained,
+    distributed_job_scope,
+    route_ranks_to_job_directory,
+)
 from boneage.runtime.lifetime import PROMPT_STOP
 from boneage.runtime.slurm import cluster_plugins, slurm_job_id
 from boneage.runtime.speed import measure_inference
@@ -245,7 +250,7 @@ def _print(text: str) -> None:
     print(text, flush=True)
 
 
-@hydra_command("train")
+@hydra_command("train", checks=[check_ranks_share_one_folder])
 def main(cfg: DictConfig) -> float | None:
     PROMPT_STOP.install()
     route_ranks_to_job_directory()

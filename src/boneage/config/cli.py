@@ -23,8 +23,11 @@ from boneage.config.resolvers import register_resolvers
 CONFIG_PATH = "pkg://boneage.conf"
 
 
-def hydra_command(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
-    """Decorator: `task(cfg)` becomes a command composing `config_name` from boneage's configs."""
+def hydra_command(
+    config_name: str, checks: Sequence[Callable[[Sequence[str]], None]] = ()
+) -> Callable[[Callable[[DictConfig], Any]], Callable[[], Any]]:
+    """Decorator: `task(cfg)` becomes a command composing `config_name` from boneage's configs.
+    `checks` look at the command line before Hydra does (and before it creates a run folder)."""
 
     def decorate(task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
         register_resolvers()  # before Hydra composes: configs use ${boneage.*:} resolvers
@@ -32,7 +35,8 @@ def hydra_command(config_name: str) -> Callable[[Callable[[DictConfig], Any]], C
 
         @functools.wraps(task)
         def main() -> Any:
-            check_override_syntax(sys.argv[1:])
+            for check in (check_override_syntax, *checks):
+                check(sys.argv[1:])
             return hydra_main()
 
         return main

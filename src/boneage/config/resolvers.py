@@ -49,6 +49,13 @@ def slurm_tasks_per_node(devices: int | str | list | None, gpus_per_node: int | 
     return max(1, int(gpus_per_node or 0))
 
 
+def rank_suffix() -> str:
+    """'' in rank 0 or a single process; '_rank<k>' in rank k of a job torchrun or srun started, so
+    that each rank of a run writes its own log file in the run's one folder."""
+    rank = int(os.environ.get("RANK") or os.environ.get("SLURM_PROCID") or 0)
+    return f"_rank{rank}" if rank else ""
+
+
 def unique_dir(path: str) -> str:
     """`path`, or `path_1`, `path_2`...: the first that did not exist, created here to claim it.
 
@@ -71,6 +78,7 @@ RESOLVERS = {
     "boneage.sqlite": sqlite_url,
     "boneage.loader_workers": loader_workers,
     "boneage.unique_dir": unique_dir,
+    "boneage.rank_suffix": rank_suffix,
     "boneage.slurm_tasks_per_node": slurm_tasks_per_node,
     "boneage.not": lambda value: not value,
     "boneage.slug": lambda metric: metric.replace("/", "_"),  # val/mae -> val_mae (file names)
