@@ -18,6 +18,7 @@ from boneage.datamodules import ImageDataModule, SubjectSplit, TableSource
 from boneage.evaluate import evaluate
 from boneage.evaluation.ensemble import load_members, predict_members
 from boneage.evaluation.heatmaps import write_heat_maps
+from boneage.evaluation.temperature import TEMPERATURE_RANGE
 from boneage.modules.losses import ClassificationLoss, FocalLoss, LogitAdjustedLoss, class_weights
 from boneage.modules.mixup import mix_batch
 from boneage.predict import predict
@@ -263,7 +264,8 @@ def test_each_task_trains_then_evaluates_predicts_and_ranks(tmp_path, data_dir, 
         record = json.loads((run / "run.json").read_text())
         assert [row["epoch"] for row in record["history"]] == [0, 1, 2] and record["status"] == "finished"
 
-    out = evaluate(compose_app("evaluate", [f"run={run}", f"output_dir={tmp_path / 'eval'}"]))
+    calibrated = "calibrate=temperature"  # a score-only run has no class head to temper: nothing changes
+    out = evaluate(compose_app("evaluate", [f"run={run}", f"output_dir={tmp_path / 'eval'}", calibrated]))
     metrics = json.loads((out / "metrics.json").read_text())
     evaluated = pd.read_csv(out / "predictions.csv")
     for name, figures in metrics["heads"].items():
@@ -273,15 +275,21 @@ def test_each_task_trains_then_evaluates_predicts_and_ranks(tmp_path, data_dir, 
             assert confusion.to_numpy().sum() == figures["n"] == evaluated[name].notna().sum()
             assert np.trace(confusion.to_numpy()) / figures["n"] == pytest.approx(figures["acc"])
             assert figures["prediction_sets"]["90%"]["mean_size"] >= 1
+            temperature = figures["calibration"]
+            assert TEMPERATURE_RANGE[0] <= temperature["temperature"] <= TEMPERATURE_RANGE[1]
+            assert 0 <= temperature["ece_after"] <= 1 and 0 <= temperature["adaptive_ece_before"] <= 1
+            assert (out / f"reliability_{name}.png").is_file() and "ECE" in (out / "report.md").read_text()
         else:
             assert {"srcc", "plcc", "krcc", "mean_predictor_mae"} <= set(figures)
+    if experiment == "demo_classify":  # the tempered probabilities written are still distributions
+        np.testing.assert_allclose(evaluated.filter(regex=r"^p_").sum(axis=1), 1, atol=1e-6)
 
     images = tmp_path / "new"
     images.mkdir()
     for path in evaluated["image"].head(4):
         (images / Path(path).name).write_bytes(Path(path).read_bytes())
     output = tmp_path / "predictions.csv"
-    predict(compose_app("predict", [f"run={run}", f"input={images}", f"output={output}"]))
+    predict(compose_app("predict", [f"run={run}", f"input={images}", f"output={output}", calibrated]))
     predicted = pd.read_csv(output)
     assert len(predicted) == 4
     probabilities = predicted.filter(regex=r"^p_")

@@ -29,7 +29,13 @@ from boneage.evaluation.markdown import write_markdown
 from boneage.evaluation.metrics import age_bins, evaluation_metrics, regression_metrics
 from boneage.evaluation.ood import FeatureDistance, ood_of
 from boneage.evaluation.plots import plot_evaluation
-from boneage.evaluation.targets import evaluate_targets, fit_prediction_sets, write_targets_markdown
+from boneage.evaluation.targets import (
+    calibration_report,
+    evaluate_targets,
+    fit_class_calibration,
+    write_targets_markdown,
+)
+from boneage.evaluation.temperature import calibration_sentence
 from boneage.evaluation.trust import Trust, interval_figures, spreads_of, trust_for
 from boneage.evaluation.tta import uses_tta
 from boneage.runs.records import now
@@ -59,10 +65,17 @@ def _evaluate_task(
     cfg: DictConfig, members: list[TrainedRun], task: Task, rows: pd.DataFrame, evaluated_on: str, out: Path
 ) -> Path:
     tta, weights, levels = plain(cfg.tta), plain(cfg.weights), list(cfg.intervals)
-    decoded = predict_members(members, rows, tta, weights).combined
-    sets = fit_prediction_sets(task, members, tta, weights, levels)
+    raw = predict_members(members, rows, tta, weights).combined
+    calibration = fit_class_calibration(task, members, tta, weights, levels, cfg.calibrate)
     train = members[0].rows_of("train")
-    predictions, metrics, plots = evaluate_targets(task, rows, decoded, train, out, sets, levels)
+    predictions, metrics, plots = evaluate_targets(task, rows, calibration.applied(task, raw), train, out,
+                                                   calibration.sets, levels)  # fmt: skip
+    if calibration.temperatures is not None:
+        figures, reliability = calibration_report(task, rows, raw, calibration.temperatures, out)
+        for name, head_figures in figures.items():
+            metrics["heads"][name]["calibration"] = head_figures
+            print(f"{name}: {calibration_sentence(head_figures)}")
+        plots += reliability
     metrics |= {"runs": [member.name for member in members], "tta": tta, "images": len(rows),
                 "evaluated_on": evaluated_on, "monitor": task.monitor}  # fmt: skip
     predictions.to_csv(out / "predictions.csv", index=False)

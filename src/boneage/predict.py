@@ -24,7 +24,7 @@ from boneage.evaluation.ensemble import load_members, plain, predict_members
 from boneage.evaluation.heatmaps import write_heat_maps
 from boneage.evaluation.inference import TrainedRun
 from boneage.evaluation.ood import ood_of
-from boneage.evaluation.targets import add_prediction_sets, fit_prediction_sets
+from boneage.evaluation.targets import add_prediction_sets, fit_class_calibration
 from boneage.evaluation.trust import spreads_of, trust_for
 from boneage.tasks import AgeTask
 
@@ -124,14 +124,15 @@ def _ages(members: list[Any], cfg: DictConfig, tta: Any, weights: Any) -> Callab
 
 def _answers(members: list[Any], cfg: DictConfig, tta: Any, weights: Any) -> Callable[[pd.DataFrame], pd.DataFrame]:
     """Any other task's answer: per head its value, or its class, that class's probability, every
-    class's probability and the conformal prediction set at each of `intervals`."""
+    class's probability (tempered with calibrate=temperature) and the conformal prediction set at
+    each of `intervals`."""
     task = members[0].task
-    sets = fit_prediction_sets(task, members, tta, weights, list(cfg.intervals))
+    calibration = fit_class_calibration(task, members, tta, weights, list(cfg.intervals), cfg.calibrate)
 
     def answer(chunk: pd.DataFrame) -> pd.DataFrame:
-        decoded = predict_members(members, chunk, tta, weights).combined
+        decoded = calibration.applied(task, predict_members(members, chunk, tta, weights).combined)
         written = pd.concat([chunk.reset_index(drop=True), task.prediction_columns(decoded)], axis=1)
-        add_prediction_sets(written, task, decoded, sets, list(cfg.intervals))
+        add_prediction_sets(written, task, decoded, calibration.sets, list(cfg.intervals))
         return written.set_axis(chunk.index)
 
     return answer

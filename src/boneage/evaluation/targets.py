@@ -6,34 +6,80 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
+from boneage.config.errors import ConfigError
 from boneage.evaluation.ensemble import predict_members, shared_rows
 from boneage.evaluation.plots import predicted_vs_true_figure
 from boneage.evaluation.prediction_sets import PredictionSets
+from boneage.evaluation.temperature import Temperatures, calibration_sentence, reliability_figure
 from boneage.runs.plots import save_figure
 from boneage.tasks.base import Task
 
 IDENTITY = ("image", "subject", "sex")
+CLASS_CALIBRATIONS = ("none", "temperature")
 
 
-def fit_prediction_sets(
-    task: Task, members: Sequence[Any], tta: Any, weights: Any, levels: Sequence[float]
-) -> dict[str, PredictionSets]:
-    """Per classification head, prediction sets calibrated on the members' shared validation images."""
-    classifying = {name: head for name, head in task.heads.items() if head.kind == "classification"}
-    if not levels or not classifying:
-        return {}
+class ClassCalibration(NamedTuple):
+    """What the validation images fit for the classification heads: their temperatures (with
+    calibrate=temperature) and their conformal prediction sets (on the tempered probabilities)."""
+
+    temperatures: Temperatures | None
+    sets: dict[str, PredictionSets]
+
+    def applied(self, task: Task, decoded: np.ndarray) -> np.ndarray:
+        """`decoded` with each classification head's probabilities tempered."""
+        if self.temperatures is None:
+            return decoded
+        return np.concatenate(list(self.temperatures.apply(task.per_head(decoded)).values()), axis=1)
+
+
+def classification_heads(task: Task) -> dict[str, Any]:
+    return {name: head for name, head in task.heads.items() if head.kind == "classification"}
+
+
+def fit_class_calibration(
+    task: Task, members: Sequence[Any], tta: Any, weights: Any, levels: Sequence[float], calibrate: str = "none"
+) -> ClassCalibration:
+    """Per classification head, a temperature (calibrate=temperature) and prediction sets, fitted
+    on the members' shared validation images."""
+    if calibrate not in CLASS_CALIBRATIONS:
+        raise ConfigError(
+            f"calibrate={calibrate!r} does not apply to a {type(task).__name__} run: its class heads take "
+            f"{' or '.join(CLASS_CALIBRATIONS)} (linear calibration is for age runs)."
+        )
+    classifying = classification_heads(task)
+    if not classifying or (not levels and calibrate == "none"):
+        return ClassCalibration(None, {})
     rows = shared_rows(members, "val")
     per_head = task.per_head(predict_members(members, rows, tta, weights).combined)
-    return {
-        name: PredictionSets(per_head[name][present], head.targets(head.read(rows[name]))[present])
-        for name, head in classifying.items()
-        if (present := head.read(rows[name]).notna().to_numpy()).any()
-    }
+    truths = {name: head.targets(head.read(rows[name])) for name, head in classifying.items()}
+    temperatures = Temperatures.fit(per_head, truths) if calibrate == "temperature" else None
+    if temperatures is not None:
+        per_head = temperatures.apply(per_head)
+    sets = {name: PredictionSets(per_head[name][truth >= 0], truth[truth >= 0])
+            for name, truth in truths.items() if levels and (truth >= 0).any()}  # fmt: skip
+    return ClassCalibration(temperatures, sets)
+
+
+def calibration_report(
+    task: Task, rows: pd.DataFrame, raw: np.ndarray, temperatures: Temperatures, out: Path
+) -> tuple[dict[str, Any], list[Path]]:
+    """Each tempered head's temperature and ECE before and after on `rows`, and its reliability diagram."""
+    per_head, figures, plots = task.per_head(raw), {}, []
+    for name, head in classification_heads(task).items():
+        truth = head.targets(head.read(rows[name]))
+        if name not in temperatures.by_head or not (truth >= 0).any():
+            continue
+        figures[name] = temperatures.figures(name, per_head[name], truth)
+        present = truth >= 0
+        before = per_head[name][present]
+        after = temperatures.apply({name: before})[name]
+        plots.append(reliability_figure(before, after, truth[present], name, out / f"reliability_{name}.png"))
+    return figures, plots
 
 
 def add_prediction_sets(
@@ -104,6 +150,11 @@ def write_targets_markdown(metrics: Mapping[str, Any], plots: Sequence[Path], pa
         if per_class := figures.get("per_class"):
             lines += ["", "| class | images | recall |", "|---|---|---|"]
             lines += [f"| {label} | {v['n']} | {_fmt(v['recall'])} |" for label, v in per_class.items()]
+        if calibration := figures.get("calibration"):
+            lines += [
+                "",
+                f"Calibrated on the validation images, {calibration_sentence(calibration)} (before -> after).",
+            ]
         if sets := figures.get("prediction_sets"):
             lines += [
                 "",

@@ -91,7 +91,8 @@ def fit_trust(
     """Calibration and residual table from the validation subjects' true and predicted ages
     (and, with a `scale`, their spreads)."""
     if calibrate not in CALIBRATIONS:
-        raise ConfigError(f"calibrate={calibrate!r} is not one of {list(CALIBRATIONS)}.")
+        class_heads = " (temperature scaling is for class heads)" if calibrate == "temperature" else ""
+        raise ConfigError(f"calibrate={calibrate!r} is not one of {list(CALIBRATIONS)} for an age run{class_heads}.")
     if by not in GROUPINGS:
         raise ConfigError(f"intervals_by={by!r} is not one of {list(GROUPINGS)}.")
     if scale not in SCALES:
