@@ -166,16 +166,24 @@ def test_a_failing_job_does_not_stop_the_others_and_is_reported_as_itself(tmp_pa
 
 
 @pytest.mark.slow
-def test_optuna_search_runs_its_trials_and_a_rerun_resumes_the_study(tmp_path, data_dir):
+def test_optuna_search_runs_trials_two_at_once_and_a_rerun_resumes_the_study(tmp_path, data_dir):
+    """Trials run in batches of n_jobs through the launcher; only the sweeper process asks and tells
+    the study, so its storage has one writer however many trials run at once."""
     args = [*TINY, "hparams_search=optuna", "hydra.sweeper.sampler.n_startup_trials=1"]
-    for n_trials in (1, 1):  # the second command continues the study of the first
-        result = run_cli(["-m", *args, f"hydra.sweeper.n_trials={n_trials}"], tmp_path, data_dir)
+    at_once = ["hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "launcher=parallel", "launcher.cpu_jobs=2"]
+    for search in (at_once, ["hydra.sweeper.n_trials=1"]):  # the second command continues the study of the first
+        result = run_cli(["-m", *args, *search], tmp_path, data_dir)
         assert result.returncode == 0, result.stderr[-3000:]
     import optuna
 
     study = optuna.load_study(study_name="demo", storage=f"sqlite:///{tmp_path}/multirun/demo/optuna.db")
-    assert len(study.trials) == 2 and all(t.state.name == "COMPLETE" for t in study.trials)
+    assert len(study.trials) == 3 and all(t.state.name == "COMPLETE" for t in study.trials)
     assert {"optimizer.lr", "optimizer.weight_decay", "model.dropout", "loss"} <= set(study.best_params)
+    first, second = sorted(tmp_path.glob("multirun/demo/*/"))
+    together = [json.loads(run.read_text()) for run in sorted(first.glob("*/run.json"))]
+    assert len(together) == 2 and together[0]["started_at"] < together[1]["ended_at"]  # the two trials overlapped
+    assert together[1]["started_at"] < together[0]["ended_at"]
+    assert len(list(second.glob("*/run.json"))) == 1
 
 
 def test_report_survives_runs_without_or_with_broken_records(tmp_path):
