@@ -121,6 +121,23 @@ def test_srun_starts_both_ranks_of_a_ddp_job_in_one_run_folder(cluster, tmp_path
 
 
 @pytest.mark.slow
+def test_an_optuna_search_runs_two_trials_at_once_as_two_slurm_jobs(cluster, tmp_path, data_dir):
+    import optuna
+
+    sweep_dir = tmp_path / "search"
+    search = [*TINY, "hparams_search=optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2",
+              "hydra.sweeper.sampler.n_startup_trials=1"]  # fmt: skip
+    process = sweep(search, sweep_dir, data_dir)
+    assert process.wait(timeout=300) == 0, process.stderr.read()[-3000:]
+    assert len(job_ids(sweep_dir)) == 2  # one SLURM array of the batch's two trials
+    first, second = (record_of(sweep_dir / str(job)) for job in range(2))
+    assert first["status"] == second["status"] == "finished"
+    assert first["started_at"] < second["ended_at"] and second["started_at"] < first["ended_at"]  # at once
+    study = optuna.load_study(study_name="demo", storage=f"sqlite:///{tmp_path}/multirun/demo/optuna.db")
+    assert [trial.state.name for trial in study.trials] == ["COMPLETE", "COMPLETE"]
+
+
+@pytest.mark.slow
 def test_a_requeued_job_continues_from_its_last_checkpoint_and_ends_as_if_never_stopped(cluster, tmp_path, data_dir):
     reference_dir, requeued_dir = tmp_path / "reference", tmp_path / "requeued"
     reference = sweep([*SLOW_DETERMINISTIC, "seed=4"], reference_dir, data_dir)  # the same job, left alone
