@@ -127,6 +127,22 @@ def test_bad_class_columns_are_named_with_rows_and_counts(tmp_path, counts, extr
         datamodule(classes_table(tmp_path, counts, extra), task, tmp_path).setup()
 
 
+def test_rare_classes_kept_for_training_reach_val_where_they_can_and_are_named_missing_from_test(tmp_path, caplog):
+    counts = {"a": 10, "b": 10, "pair": 2, "single": 1}
+    refused = datamodule(classes_table(tmp_path / "refused", counts), ClassifyTask(), tmp_path)
+    with pytest.raises(ConfigError, match=r"'pair': 2, label 'single': 1.*data.split.thin_strata=keep"):
+        refused.setup()
+
+    kept = datamodule(classes_table(tmp_path / "kept", counts), ClassifyTask(), tmp_path, thin_strata="keep")
+    kept.setup()
+    sets = kept.table.groupby("label")["set"].agg(lambda values: sorted(set(values)))
+    assert sets["pair"] == ["train", "val"] and sets["single"] == ["train"]
+    assert sets["a"] == sets["b"] == ["test", "train", "val"]  # the others are shared out as before
+    assert "kept for training" in caplog.text and "'pair': 2" in caplog.text
+    coverage = kept.summary()["trivial_predictor"]["label"]["test"]
+    assert coverage["classes_present"] == 2 and coverage["classes_missing"] == ["pair", "single"]
+
+
 def test_on_bad_rows_drop_lists_the_rows_dropped_and_trains_on_the_rest(tmp_path):
     extra = [("gap.png", "s_gap", None), ("odd.png", "s_odd", "c")]
     dm = datamodule(classes_table(tmp_path, {"a": 10, "b": 10}, extra), ClassifyTask(classes=["a", "b"]), tmp_path)

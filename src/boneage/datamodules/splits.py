@@ -8,6 +8,7 @@ each set.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,9 @@ from boneage.tasks import AgeHead
 from boneage.tasks.base import Head
 
 SETS = ("train", "val", "test")
+THIN_STRATA = ("refuse", "keep")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -29,6 +33,7 @@ class SubjectSplit:
     age_bin_width: float = 10.0  # age task: in the table's age unit; subjects binned by their mean age
     seed: int = 42
     min_subjects_per_bin: int = 3  # a thinner stratum (age bin, class) cannot be shared out between the sets
+    thin_strata: str = "refuse"  # refuse | keep: a thinner stratum's subjects go to train (one to val if two or more)
     folds: int | None = None  # k-fold cross-validation (data.folds): test fixed, the rest rotated through k folds
     fold: int = 0  # with folds: the fold that is the validation set (data.fold; the others train)
 
@@ -44,6 +49,8 @@ class SubjectSplit:
             )
         if self.age_bin_width <= 0:
             raise ConfigError(f"data.split.age_bin_width must be positive, not {self.age_bin_width}.")
+        if self.thin_strata not in THIN_STRATA:
+            raise ConfigError(f"data.split.thin_strata must be one of {list(THIN_STRATA)}, not {self.thin_strata!r}.")
         if self.folds is not None and not (self.folds >= 2 and 0 <= self.fold < self.folds):
             raise ConfigError(
                 f"data.folds must be 2 or more and data.fold in [0, folds); got {self.folds}, {self.fold}."
@@ -60,6 +67,10 @@ class SubjectSplit:
         dealt = 0  # subjects dealt to folds so far: strata continue the rotation, so folds stay equal in size
         for _, members in strata.groupby(strata, dropna=False):
             shuffled = rng.permutation(members.index.to_numpy())
+            if len(shuffled) < self.min_subjects_per_bin:  # thin_strata=keep: learnt from, measured where it can be
+                if len(shuffled) >= 2 and not self.folds and self.val_fraction > 0:
+                    subject_set[shuffled[-1]] = "val"
+                continue
             n_test = round(len(shuffled) * self.test_fraction)
             subject_set[shuffled[:n_test]] = "test"
             rest = shuffled[n_test:]
@@ -78,6 +89,14 @@ class SubjectSplit:
         if not len(thin):
             return
         listed = ", ".join(f"{head.stratum_name(stratum, self.age_bin_width)}: {n}" for stratum, n in thin.items())
+        if self.thin_strata == "keep":
+            log.warning(
+                "Strata with fewer than %d subjects are kept for training, with one subject in val where they have "
+                "two or more, and none in test (data.split.thin_strata=keep; subjects: %s). The test's balanced "
+                "accuracy and macro-F1 are means over the classes it holds, as the summary says.",
+                self.min_subjects_per_bin, listed,
+            )  # fmt: skip
+            return
         wider = (
             f"Use wider bins (data.split.age_bin_width, now {self.age_bin_width:g})"
             if isinstance(head, AgeHead)
@@ -85,7 +104,8 @@ class SubjectSplit:
         )
         raise ConfigError(
             f"Strata with fewer than {self.min_subjects_per_bin} subjects cannot be stratified into "
-            f"train/val/test (subjects: {listed}). {wider}, or lower data.split.min_subjects_per_bin."
+            f"train/val/test (subjects: {listed}). {wider}, or lower data.split.min_subjects_per_bin, or keep them "
+            "for training only (and val where they have two subjects or more): data.split.thin_strata=keep."
         )
 
     def _check_none_empty(self, subject_set: pd.Series) -> None:
