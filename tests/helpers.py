@@ -3,6 +3,7 @@ commands as a user does, and a run directory to serve or explain."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -89,6 +90,11 @@ def wait_until_gone(folder: Path, seconds: float = 15) -> list[int]:
     while processes_started_in(folder) and time.monotonic() < deadline:
         time.sleep(0.2)
     return processes_started_in(folder)
+
+
+def record_of(run_dir: Path) -> dict:
+    """A run's record (run.json) as written."""
+    return json.loads((run_dir / "run.json").read_text())
 
 
 def cli_environment(data_dir: Path) -> dict[str, str]:

@@ -26,13 +26,9 @@ from boneage.modules.model import ImageModel
 from boneage.report import build_table
 from boneage.runs.records import RunRecord
 from boneage.train import train
-from tests.helpers import TINY, run_cli, start_cli, wait_until_gone
+from tests.helpers import TINY, record_of, run_cli, start_cli, wait_until_gone
 
 DETERMINISTIC = [*TINY, "trainer.deterministic=true", "trainer.max_epochs=3"]
-
-
-def record_of(run_dir: Path) -> dict:
-    return json.loads((run_dir / "run.json").read_text())
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,6 @@ ranks it starts itself on one node.
 
 from __future__ import annotations
 
-import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,15 +14,10 @@ from pathlib import Path
 import pytest
 
 from boneage.runtime.ddp import check_ranks_share_one_folder
-from tests.helpers import TINY, cli_environment, run_cli
+from boneage.serving.load_test import free_port
+from tests.helpers import TINY, cli_environment, record_of, run_cli
 
 EQUAL_METRICS = 1e-4  # two nodes of one device vs one node of two: the same ranks, the same batches
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def node(rank: int, port: int, overrides: list[str], cwd: Path, data_dir: Path) -> subprocess.Popen:
@@ -34,10 +27,6 @@ def node(rank: int, port: int, overrides: list[str], cwd: Path, data_dir: Path) 
                *overrides]  # fmt: skip
     return subprocess.Popen(command, cwd=cwd, env=cli_environment(data_dir), stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
-
-
-def record_of(run_dir: Path) -> dict:
-    return json.loads((run_dir / "run.json").read_text())
 
 
 @pytest.mark.slow

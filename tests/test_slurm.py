@@ -4,7 +4,6 @@ reason, where the daemons cannot start (no slurm-wlm, not root)."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from boneage.report import build_table
-from tests.helpers import ROOT, TINY, start_cli
+from tests.helpers import ROOT, TINY, record_of, start_cli
 
 SLURM_CPU = [
     "launcher=slurm", "hydra.launcher.partition=debug", "hydra.launcher.gpus_per_node=0",
@@ -48,10 +47,6 @@ def cluster():
         pytest.skip(f"the SLURM daemons did not start: {started.stderr[-500:]}")
     yield
     subprocess.run(["scancel", "--user=root"], check=False)
-
-
-def record_of(run_dir: Path) -> dict:
-    return json.loads((run_dir / "run.json").read_text())
 
 
 def learnt(record: dict) -> list[dict]:

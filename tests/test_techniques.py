@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import re
 from functools import partial
 from pathlib import Path
@@ -27,11 +26,7 @@ from boneage.report import build_table
 from boneage.tasks.balance import balance_weights
 from boneage.train import train
 from boneage.tune import valley
-from tests.helpers import TINY, compose_app, run_cli
-
-
-def record_of(run_dir) -> dict:
-    return json.loads((run_dir / "run.json").read_text())
+from tests.helpers import TINY, compose_app, record_of, run_cli
 
 
 def mae(predicted: np.ndarray, ages: pd.Series) -> float:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +15,7 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 from boneage.config.errors import ConfigError
 from boneage.evaluation.inference import load_run
 from boneage.train import train
-from tests.helpers import TINY, run_cli
-
-
-def record_of(run_dir: Path) -> dict:
-    return json.loads((run_dir / "run.json").read_text())
+from tests.helpers import TINY, record_of, run_cli
 
 
 @pytest.mark.slow

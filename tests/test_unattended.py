@@ -3,7 +3,6 @@ sweeps finish, collectives time out with a named rank, killed sweeps resume."""
 
 from __future__ import annotations
 
-import json
 import re
 import signal
 import time
@@ -18,11 +17,7 @@ from boneage.config.errors import ConfigError
 from boneage.report import main as report_main
 from boneage.runs.records import RunRecord
 from boneage.runs.sweep_resume import continue_sweep_job
-from tests.helpers import TINY, run_cli, start_cli, wait_until_gone
-
-
-def record_of(run_dir: Path) -> dict:
-    return json.loads((run_dir / "run.json").read_text())
+from tests.helpers import TINY, record_of, run_cli, start_cli, wait_until_gone
 
 
 def block(rank: int | None = None, once: Path | None = None) -> str:

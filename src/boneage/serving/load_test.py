@@ -66,7 +66,7 @@ def served(
 ) -> Iterator[Server]:
     """`python -m boneage.serve OVERRIDES` on a free port of 127.0.0.1; yields its URL and process
     once it answers /health, and stops it afterwards."""
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "boneage.serve", *overrides, f"port={port}", "log_level=warning"]
     process = subprocess.Popen(command, cwd=cwd, env=env, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
@@ -86,7 +86,8 @@ def served(
         process.wait(timeout=30)
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on the loopback that nothing listens on now."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
