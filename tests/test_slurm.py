@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from boneage.report import build_table
-from tests.helpers import ROOT, TINY, record_of, start_cli
+from tests.helpers import ROOT, TINY, record_of, run_cli, start_cli
 
 SLURM_CPU = [
     "launcher=slurm", "hydra.launcher.partition=debug", "hydra.launcher.gpus_per_node=0",
@@ -93,16 +93,24 @@ class RequeueDelaySkipped:
 
 
 @pytest.mark.slow
-def test_a_cpu_sweep_runs_its_jobs_and_a_failing_job_fails_alone(cluster, tmp_path, data_dir):
+def test_a_cpu_sweep_runs_its_jobs_a_failing_job_fails_alone_and_resume_reruns_only_it(cluster, tmp_path, data_dir):
     sweep_dir = tmp_path / "sweep"
     process = sweep([*TINY, "optimizer.lr=3e-3,-1"], sweep_dir, data_dir)  # -1: a bad value, one job's failure
     process.wait(timeout=300)
     assert len(job_ids(sweep_dir)) == 2  # submitted to SLURM, one job each (tasks_per_node 1, not 0)
-    assert record_of(sweep_dir / "0")["status"] == "finished"
+    finished = record_of(sweep_dir / "0")
+    assert finished["status"] == "finished"
     failed = record_of(sweep_dir / "1")
     assert failed["status"] == "failed" and failed["error"].startswith("ConfigError: optimizer.lr must be")
     table = build_table([sweep_dir])
     assert table.loc[table["run"].str.endswith("/0"), "status"].tolist() == ["finished"]
+
+    resumed = run_cli([str(sweep_dir), "retry_failed=true"], tmp_path, data_dir, timeout=300, app="boneage.resume")
+    assert resumed.returncode != 0  # the failed job ran again, and failed again on its bad value
+    assert len(job_ids(sweep_dir)) == 4  # launched again through SLURM, into the sweep's own folder
+    assert record_of(sweep_dir / "0")["started_at"] == finished["started_at"]  # the finished job is kept
+    again = record_of(sweep_dir / "1")
+    assert again["status"] == "failed" and again["started_at"] > failed["started_at"]
 
 
 @pytest.mark.slow
