@@ -35,6 +35,8 @@ from pydicom.uid import (
     generate_uid,
 )
 
+from boneage.datamodules.images import DICM_PREAMBLE, META_LENGTH_ELEMENT
+
 DIGITAL_XRAY = "1.2.840.10008.5.1.4.1.1.1.1"  # Digital X-Ray Image Storage - For Presentation
 BASIC_TEXT_SR = "1.2.840.10008.5.1.4.1.1.88.11"
 
@@ -226,7 +228,7 @@ def padded_deflated(path: Path, pixels: np.ndarray) -> Path:
     pad byte the standard asks for after it (about every other Deflated file a writer makes)."""
     for patient in range(64):
         write_dicom(path, pixels, DeflatedExplicitVRLittleEndian, PatientID=f"P{patient:03d}")
-        stream_start = 128 + 4 + 12 + read_file_meta_info(path).FileMetaInformationGroupLength  # Part 10 layout
+        stream_start = DICM_PREAMBLE + META_LENGTH_ELEMENT + read_file_meta_info(path).FileMetaInformationGroupLength
         inflater = zlib.decompressobj(-zlib.MAX_WBITS)
         inflater.decompress(path.read_bytes()[stream_start:])
         if inflater.eof and inflater.unused_data == b"\x00":

@@ -97,6 +97,11 @@ def record_of(run_dir: Path) -> dict:
     return json.loads((run_dir / "run.json").read_text())
 
 
+def ran_at_once(first: dict, second: dict) -> bool:
+    """Whether two runs' records overlap in time: each started before the other ended."""
+    return first["started_at"] < second["ended_at"] and second["started_at"] < first["ended_at"]
+
+
 def cli_environment(data_dir: Path) -> dict[str, str]:
     return os.environ | {"BONEAGE_DATA_DIR": str(data_dir), "HYDRA_FULL_ERROR": "0", "PYTHONPATH": str(ROOT)}
 

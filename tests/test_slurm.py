@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from boneage.report import build_table
-from tests.helpers import ROOT, TINY, record_of, run_cli, start_cli
+from tests.helpers import ROOT, TINY, ran_at_once, record_of, run_cli, start_cli
 
 SLURM_CPU = [
     "launcher=slurm", "hydra.launcher.partition=debug", "hydra.launcher.gpus_per_node=0",
@@ -135,7 +135,7 @@ def test_an_optuna_search_runs_two_trials_at_once_as_two_slurm_jobs(cluster, tmp
     assert len(job_ids(sweep_dir)) == 2  # one SLURM array of the batch's two trials
     first, second = (record_of(sweep_dir / str(job)) for job in range(2))
     assert first["status"] == second["status"] == "finished"
-    assert first["started_at"] < second["ended_at"] and second["started_at"] < first["ended_at"]  # at once
+    assert ran_at_once(first, second)
     study = optuna.load_study(study_name="demo", storage=f"sqlite:///{tmp_path}/multirun/demo/optuna.db")
     assert [trial.state.name for trial in study.trials] == ["COMPLETE", "COMPLETE"]
 

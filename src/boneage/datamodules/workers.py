@@ -66,8 +66,8 @@ def start_resource_tracker_deaf_to_time_limits() -> None:
 
 
 def worker_setup() -> Callable[[int], None]:
-    """A loader `worker_init_fn`: the worker ignores the scheduler's signals, ends once this (the training) process
-    is gone, and writes its stacks when a stalled run asks (boneage.runtime.stacks)."""
+    """A loader `worker_init_fn`: the worker ignores the scheduler's signals, ends once this (the
+    training) process is gone, and writes its stacks when a stalled run asks (boneage.runtime.stacks)."""
     return functools.partial(_set_up_worker, os.getpid())
 
 

@@ -72,13 +72,13 @@ def calibration_report(
     per_head, figures, plots = task.per_head(raw), {}, []
     for name, head in classification_heads(task).items():
         truth = head.targets(head.read(rows[name]))
-        if name not in temperatures.by_head or not (truth >= 0).any():
-            continue
-        figures[name] = temperatures.figures(name, per_head[name], truth)
         present = truth >= 0
-        before = per_head[name][present]
+        if name not in temperatures.by_head or not present.any():
+            continue
+        before, labelled = per_head[name][present], truth[present]
         after = temperatures.apply({name: before})[name]
-        plots.append(reliability_figure(before, after, truth[present], name, out / f"reliability_{name}.png"))
+        figures[name] = temperatures.figures(name, before, after, labelled)
+        plots.append(reliability_figure(before, after, labelled, figures[name], name, out / f"reliability_{name}.png"))
     return figures, plots
 
 

@@ -61,9 +61,11 @@ def calibration_errors(probabilities: np.ndarray, truth: np.ndarray) -> dict[str
     return {"ece": float(ece), "adaptive_ece": float(sum(gaps) / len(truth))}
 
 
-def reliability_figure(before: np.ndarray, after: np.ndarray, truth: np.ndarray, head: str, path: Path) -> Path:
-    """Accuracy against confidence per bin, before and after the temperature, beside the diagonal
-    a calibrated head would follow."""
+def reliability_figure(
+    before: np.ndarray, after: np.ndarray, truth: np.ndarray, figures: Mapping[str, float], head: str, path: Path
+) -> Path:
+    """Accuracy against confidence per bin, before and after the temperature (with their ECE from
+    `figures`), beside the diagonal a calibrated head would follow."""
     figure, axis = plt.subplots(figsize=(5, 5))
     edges = np.linspace(0, 1, BINS + 1)
     for probabilities, label in ((before, "before"), (after, "after")):
@@ -71,7 +73,7 @@ def reliability_figure(before: np.ndarray, after: np.ndarray, truth: np.ndarray,
         which = np.clip(np.digitize(confidence, edges) - 1, 0, BINS - 1)
         filled = [b for b in range(BINS) if (which == b).any()]
         axis.plot([confidence[which == b].mean() for b in filled], [correct[which == b].mean() for b in filled],
-                  marker="o", label=f"{label} (ECE {calibration_errors(probabilities, truth)['ece']:.3f})")  # fmt: skip
+                  marker="o", label=f"{label} (ECE {figures[f'ece_{label}']:.3f})")  # fmt: skip
     axis.plot([0, 1], [0, 1], color="black", linewidth=1, linestyle="--", label="calibrated")
     axis.set(xlabel="confidence (top-class probability)", ylabel="accuracy", xlim=(0, 1), ylim=(0, 1),
              title=f"Reliability: {head}")  # fmt: skip
@@ -96,11 +98,9 @@ class Temperatures:
         return {name: tempered(values, self.by_head[name]) if name in self.by_head else values
                 for name, values in per_head.items()}  # fmt: skip
 
-    def figures(self, name: str, before: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
-        """The head's temperature and its ECE and adaptive ECE before and after it."""
-        present = truth >= 0
-        after = tempered(before[present], self.by_head[name])
-        was, now = calibration_errors(before[present], truth[present]), calibration_errors(after, truth[present])
+    def figures(self, name: str, before: np.ndarray, after: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
+        """The head's temperature and its ECE and adaptive ECE before and after it (labelled images)."""
+        was, now = calibration_errors(before, truth), calibration_errors(after, truth)
         return {"temperature": self.by_head[name], **{f"{key}_before": value for key, value in was.items()},
                 **{f"{key}_after": value for key, value in now.items()}}  # fmt: skip
 
