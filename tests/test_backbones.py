@@ -42,10 +42,10 @@ def test_regressor_predicts_ages_on_the_training_scale():
     head = model.task.heads["age"]
     head.mean.fill_(120.0)  # months
     head.std.fill_(30.0)
-    images = torch.randn(4, 3, 32, 32)
+    images = torch.randint(256, (4, 1, 32, 32), dtype=torch.uint8)
     with torch.no_grad():
         ages = model(images)
-        standardised = model.head(model.backbone(images)).squeeze(1)
+        standardised = model.head(model.features(images)).squeeze(1)
     assert ages.shape == (4,)
     assert standardised.std() > 0  # the head's outputs differ between images...
     torch.testing.assert_close(ages, standardised * 30.0 + 120.0)  # ...and forward() maps them to months

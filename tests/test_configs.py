@@ -109,7 +109,7 @@ def test_each_model_config_builds_its_network_for_its_native_size(compose_plain,
     assert size > 0 and cfg.model.batch_size > 0
     with torch.device("meta"):
         module = instantiate(cfg.module)
-        predicted = module(torch.empty(2, 3, size, size))
+        predicted = module(torch.empty(2, 1, size, size, dtype=torch.uint8))
     assert module.backbone.default_cfg["architecture"] == cfg.model.name.split(".")[0]
     assert module.head[1].in_features == feature_width(module.backbone)  # the head reads the pooled width
     assert predicted.shape == (2,)  # one age per image at the config's own size

@@ -168,7 +168,7 @@ def test_tta_views_come_from_the_training_augmentation():
     assert views["shift1"][0].translate_percent["x"] == (0.025, 0.025)
     image = np.full((32, 32), 200, np.uint8)
     for view in views.values():  # every view keeps the training canvas
-        assert build_pipeline(preprocessing(32), view)(image=image)["image"].shape == (3, 32, 32)
+        assert build_pipeline(preprocessing(32), view)(image=image)["image"].shape == (1, 32, 32)
     flipping = augment | {"flip": {"_target_": "albumentations.HorizontalFlip", "p": 0.5}}
     assert list(tta_views("hflip", flipping)) == ["plain", "hflip"]
     with pytest.raises(ConfigError, match="not trained with horizontal flips"):

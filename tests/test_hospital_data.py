@@ -213,7 +213,7 @@ def test_training_decodes_every_image_first_and_lists_the_ones_that_do_not_read(
         assert dropped["cut"].startswith("cannot be decoded")
         assert dropped["bomb.png"] == "too large: 90,000 pixels (300 x 300), over max_pixels=80,000"
         batch = next(iter(data.train_dataloader()))  # the loader workers meet only images that read
-        assert batch["image"].shape[1:] == (3, 16, 16)
+        assert batch["image"].shape[1:] == (1, 16, 16)
 
 
 @pytest.fixture(scope="module")

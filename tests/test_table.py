@@ -44,7 +44,7 @@ def test_csv_and_xlsx_with_custom_column_names(tmp_path, suffix):
     assert table["subject"].nunique() == 20
     datamodule = ImageDataModule(source, SubjectSplit(age_bin_width=60), image_size=32, batch_size=4, num_workers=0)
     batch = next(iter(datamodule.train_dataloader()))
-    assert batch["image"].shape == (4, 3, 32, 32)
+    assert batch["image"].shape == (4, 1, 32, 32)
     assert datamodule.summary()["age_unit"] == "months"
 
 

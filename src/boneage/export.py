@@ -26,6 +26,7 @@ from boneage.evaluation.ensemble import load_members, plain, predict_members, re
 from boneage.evaluation.exported import SIDECAR, load_export
 from boneage.evaluation.inference import TrainedRun
 from boneage.evaluation.trust import trust_for
+from boneage.modules.pixels import INPUT_FORMAT
 from boneage.runs.records import now
 
 SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -76,7 +77,7 @@ def _write_all(members: list[TrainedRun], weights: list[float], out: Path, fmt: 
 def _write(member: TrainedRun, file: Path, fmt: str) -> dict[str, Any]:
     """One network to `file`, with batch size free; its sidecar entry."""
     size = member.settings["image_size"]
-    arguments = [torch.zeros(2, 3, size, size)]
+    arguments = [torch.zeros(2, 1, size, size, dtype=torch.uint8)]
     if member.inputs:
         arguments.append(torch.zeros(2, len(member.inputs)))
     with torch.no_grad():
@@ -93,6 +94,7 @@ def _write(member: TrainedRun, file: Path, fmt: str) -> dict[str, Any]:
         "file": file.name,
         "name": member.name,
         "unit": member.unit,
+        "image_input": INPUT_FORMAT,
         "settings": member.settings,
         "metrics": member.metrics,
         "config_hash": member.identity()["config_hash"],

@@ -16,7 +16,7 @@ from boneage.runtime.seeding import derived_seed
 
 
 class ImageDataset(Dataset):
-    """Yields {"image": CHW float tensor, "index": row number}, each target by its head's name
+    """Yields {"image": (1, H, W) uint8 tensor}, each target by its head's name
     (`targets`: an age or score as a float, a class as its index, -1 or NaN where missing),
     plus "inputs" (the encoded table inputs) and "weight" (the loss weight) when given.
 
@@ -53,7 +53,7 @@ class ImageDataset(Dataset):
             self.pipeline.set_random_seed(derived_seed(self.augmentation_seed, epoch, index))
         path = self.images[index]
         image = self.pipeline(image=self.cache[path] if self.cache else read_grayscale(path))["image"]
-        sample = {"image": image, "index": index} | {name: values[index] for name, values in self.targets.items()}
+        sample = {"image": image} | {name: values[index] for name, values in self.targets.items()}
         if self.inputs is not None:
             sample["inputs"] = self.inputs[index]
         if self.weights is not None:

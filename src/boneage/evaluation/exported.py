@@ -16,6 +16,7 @@ import torch
 
 from boneage.config.errors import ConfigError
 from boneage.evaluation.inference import predict_views
+from boneage.modules.pixels import INPUT_FORMAT
 from boneage.tasks import AgeTask
 
 SIDECAR = "boneage_export.json"
@@ -48,6 +49,11 @@ class ExportedMember:
     def __post_init__(self) -> None:
         if not self.file.is_file():
             raise ConfigError(f"{self.file} is missing from its export folder.")
+        if self.entry.get("image_input") != INPUT_FORMAT:
+            raise ConfigError(
+                f"{self.file} takes float RGB images (an export of an earlier boneage); networks now take "
+                f"{INPUT_FORMAT}. Export its run again: python -m boneage.export run={self.entry['source']['run_dir']}"
+            )
         if self.file.suffix == ".onnx":
             self._session = onnxruntime.InferenceSession(str(self.file), providers=["CPUExecutionProvider"])
         else:

@@ -138,8 +138,8 @@ class TrainedRun:
 
     def features(self, rows: pd.DataFrame, batch_size: int = 32) -> np.ndarray:
         """The backbone's pooled features of each image (what out-of-distribution flags compare)."""
-        backbone = self.module.backbone
-        return predict_views(rows, self.settings, lambda images, _: backbone(images), self.name, "none", batch_size)[0]
+        features = self.module.features
+        return predict_views(rows, self.settings, lambda images, _: features(images), self.name, "none", batch_size)[0]
 
 
 def load_run(target: str | Path) -> TrainedRun:

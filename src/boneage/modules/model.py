@@ -17,6 +17,7 @@ from boneage.config.errors import ConfigError, TrainingError
 from boneage.modules.backbones import create_backbone, feature_width
 from boneage.modules.mixup import Mixup
 from boneage.modules.param_groups import parameter_groups
+from boneage.modules.pixels import GrayToNormalisedRGB
 from boneage.tasks import AgeTask, Task
 
 STAGES = ("train", "val", "test")
@@ -24,7 +25,8 @@ INPUT_EMBEDDING = 16  # width of the embedding of the table inputs joined to the
 
 
 class ImageModel(pl.LightningModule):
-    """Backbone (+ embedded table inputs) -> dropout -> one linear layer feeding every head.
+    """Gray pixels normalised to RGB -> backbone (+ embedded table inputs) -> dropout -> one
+    linear layer feeding every head.
 
     The task (boneage.tasks) says what the outputs mean: each head reads its share of them,
     has its own loss (weighted in the sum) and its own metrics. Regression targets are
@@ -57,6 +59,7 @@ class ImageModel(pl.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["task", "optimizer", "scheduler"], logger=False)
+        self.pixels = GrayToNormalisedRGB()
         self.task = task if task is not None else AgeTask()
         self.hparams["task_state"] = self.task.state()
         self.backbone = create_backbone(backbone, pretrained, weights, **(backbone_kwargs or {}))
@@ -95,11 +98,16 @@ class ImageModel(pl.LightningModule):
         (name,) = self.task.names
         return self.task.heads[name].spread(self._outputs(images, inputs))
 
-    def _outputs(self, images: torch.Tensor, inputs: torch.Tensor | None) -> torch.Tensor:
-        """The raw outputs: each head's value(s) or logits, side by side."""
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """The backbone's pooled features of (N, 1, H, W) gray images, 0-255."""
+        images = self.pixels(images)
         if self.hparams.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        features = self.backbone(images)
+        return self.backbone(images)
+
+    def _outputs(self, images: torch.Tensor, inputs: torch.Tensor | None) -> torch.Tensor:
+        """The raw outputs: each head's value(s) or logits, side by side."""
+        features = self.features(images)
         if self.input_embedding is not None:
             if inputs is None:
                 raise ConfigError(f"This model takes the table column(s) {list(self.hparams.extra_inputs)} as input.")
