@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,7 +72,8 @@ class TableSource:
         target_problems = [head.problems(table[name], self) for name, head in heads.items()]
         table["problem"] = row_problems(table, image_dir, target_problems)
         table["file"] = names
-        table["image"] = [str(image_dir.resolve() / name) for name in names]
+        root = str(image_dir.resolve())
+        table["image"] = [os.path.join(root, name) for name in names]  # os.path: pathlib is 10x slower per row
         return table.drop(columns="raw_sex")
 
     def _read(self) -> pd.DataFrame:

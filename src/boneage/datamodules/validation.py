@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,10 +33,10 @@ def row_problems(table: pd.DataFrame, image_dir: Path, target_problems: Sequence
     flag(unknown_sex, "unknown sex code " + table["raw_sex"].astype(str).map(repr) + SEX_CODES_HINT)
     first_row = table.groupby("image")["row"].transform("first")
     flag(table["image"].duplicated(), "duplicate of row " + first_row.astype(str))
-    root = image_dir.resolve()
-    paths = table["image"].map(lambda name: (root / name).resolve())
-    flag(~paths.map(lambda path: path.is_relative_to(root)), "path outside the image folder")
-    missing = ~paths.map(Path.is_file)
+    root = os.path.realpath(image_dir)  # strings and os.path: pathlib takes seconds on 10,000s of rows
+    paths = table["image"].map(lambda name: os.path.realpath(os.path.join(root, name)))
+    flag(~paths.map(lambda path: path.startswith(os.path.join(root, ""))), "path outside the image folder")
+    missing = ~paths.map(os.path.isfile)
     flag(missing, paths[missing].map(_missing_file_reason).reindex(paths.index))
     return problems
 
@@ -51,9 +52,9 @@ def describe(problems: pd.DataFrame, table_path: str, shown: int = 5) -> str:
     return "\n".join(lines)
 
 
-def _missing_file_reason(path: Path) -> str:
+def _missing_file_reason(path: str) -> str:
     """'file not found', with the way out when the table holds names without their extension."""
     for suffix in IMAGE_SUFFIXES:
-        if path.with_name(path.name + suffix).is_file():
+        if os.path.isfile(path + suffix):
             return f"file not found, but the name with {suffix} is there (set data.source.image_suffix={suffix})"
     return "file not found"

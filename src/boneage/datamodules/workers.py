@@ -26,8 +26,9 @@ import functools
 import multiprocessing
 import os
 import signal
+import sys
 from collections.abc import Callable
-from multiprocessing import resource_tracker
+from multiprocessing import forkserver, resource_tracker
 from multiprocessing.context import BaseContext
 
 from boneage.config.errors import ConfigError
@@ -48,10 +49,26 @@ def worker_context(method: str | None) -> BaseContext | None:
             f"data.worker_start={method!r} is not available here; choose one of "
             f"{multiprocessing.get_all_start_methods()} (forkserver where it exists)."
         )
-    context = multiprocessing.get_context(method)
     if method == "forkserver":
-        context.set_forkserver_preload(PRELOADED)
-    return context
+        start_fork_server()
+    return multiprocessing.get_context(method)
+
+
+def start_fork_server() -> None:
+    """Start the workers' fork server now (if not started), so that its imports (a second or two)
+    overlap with the training process's own start-up rather than delay the first batch."""
+    start_resource_tracker_deaf_to_time_limits()  # the server starts one otherwise, listening
+    forkserver.set_forkserver_preload([*PRELOADED, *_main_module()])
+    forkserver.ensure_running()
+
+
+def _main_module() -> list[str]:
+    """The command's module (`python -m boneage.tune`: boneage.tune), which every worker imports
+    again as its `__main__`, as spawned processes do: imported once in the server, each worker
+    forked from it finds the command's imports (Lightning, timm: seconds) done. A package's
+    `__main__` (boneage.train's) is not imported again, and needs nothing."""
+    name = getattr(sys.modules["__main__"].__spec__, "name", None)
+    return [] if name is None or name.rpartition(".")[2] == "__main__" else [name]
 
 
 def start_resource_tracker_deaf_to_time_limits() -> None:

@@ -257,7 +257,3 @@ def main(cfg: DictConfig) -> float | None:
     with distributed_job_scope():
         metrics = train(cfg)
     return metrics.get(cfg.get("optimized_metric"))
-
-
-if __name__ == "__main__":
-    main()
