@@ -28,6 +28,7 @@ def test_bench_quick_mode_prints_its_tables_and_writes_json(tmp_path):
     assert serving["requests"] == 40 and serving["errors"] == 0 and 0 < serving["p50_ms"] <= serving["p95_ms"]
     assert [target["target"] for target in results["targets"]] == [
         "cached loader / cold loader",
+        "cached loader: one worker / in the training process",
         "boneage epoch / plain PyTorch epoch",
         "classification: boneage epoch / plain PyTorch epoch",
         "cached loader / training throughput",
