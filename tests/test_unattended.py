@@ -8,6 +8,7 @@ import signal
 import time
 from pathlib import Path
 
+import cloudpickle
 import pandas as pd
 import pytest
 import torch
@@ -17,6 +18,8 @@ from boneage.config.errors import ConfigError
 from boneage.report import main as report_main
 from boneage.runs.records import RunRecord
 from boneage.runs.sweep_resume import continue_sweep_job
+from boneage.runtime.lifetime import PROMPT_STOP
+from boneage.train import command as train_command
 from tests.helpers import TINY, record_of, run_cli, start_cli, wait_until_gone
 
 
@@ -25,6 +28,14 @@ def block(rank: int | None = None, once: Path | None = None) -> str:
     options = [f"rank:{rank}"] if rank is not None else []
     options += [f"once:'{once}'"] if once else []
     return "+data.augment.block={" + ",".join(["_target_:tests.blocking.BlockForever", *options]) + "}"
+
+
+def test_a_sweep_job_shipped_by_value_arms_the_same_stop_watcher_that_train_uses():
+    """submitit sends the command's task to a SLURM job with cloudpickle, by value (the module's
+    `main` is Hydra's wrapper, not the task); its stop watcher must be the one `train` arms, or a
+    requeued job ends at once with its record left `running`."""
+    task = cloudpickle.loads(cloudpickle.dumps(train_command.main.__wrapped__))
+    assert task.__globals__["PROMPT_STOP"] is PROMPT_STOP
 
 
 @pytest.mark.slow

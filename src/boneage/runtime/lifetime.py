@@ -69,6 +69,12 @@ class PromptStop:
         self.on_stuck: Callable[[str], None] | None = None
         self._installed = False
 
+    def __reduce__(self) -> str:
+        """Pickled as the name of the module's one instance: a sweep job's task, which cloudpickle
+        sends by value to a SLURM job, must install the watcher that `train` then arms. A copy
+        would watch unarmed and end a requeued run at once, its record left `running`."""
+        return "PROMPT_STOP"
+
     def install(self) -> None:
         if self._installed or threading.current_thread() is not threading.main_thread():
             return
