@@ -26,7 +26,6 @@ import functools
 import multiprocessing
 import os
 import signal
-import sys
 from collections.abc import Callable
 from multiprocessing import forkserver, resource_tracker
 from multiprocessing.context import BaseContext
@@ -58,17 +57,8 @@ def start_fork_server() -> None:
     """Start the workers' fork server now (if not started), so that its imports (a second or two)
     overlap with the training process's own start-up rather than delay the first batch."""
     start_resource_tracker_deaf_to_time_limits()  # the server starts one otherwise, listening
-    forkserver.set_forkserver_preload([*PRELOADED, *_main_module()])
+    forkserver.set_forkserver_preload(PRELOADED)
     forkserver.ensure_running()
-
-
-def _main_module() -> list[str]:
-    """The command's module (`python -m boneage.tune`: boneage.tune), which every worker imports
-    again as its `__main__`, as spawned processes do: imported once in the server, each worker
-    forked from it finds the command's imports (Lightning, timm: seconds) done. A package's
-    `__main__` (boneage.train's) is not imported again, and needs nothing."""
-    name = getattr(sys.modules["__main__"].__spec__, "name", None)
-    return [] if name is None or name.rpartition(".")[2] == "__main__" else [name]
 
 
 def start_resource_tracker_deaf_to_time_limits() -> None:
