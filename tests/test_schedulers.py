@@ -54,10 +54,11 @@ def test_a_warmup_set_to_half_the_run_is_kept_and_warned_about_with_its_key(capl
     assert "scheduler.scheduler.warmup_epochs=5 warms up for 50 of the run's 60 optimizer steps" in caplog.text
 
 
-def test_a_plateau_patience_or_swa_start_as_long_as_the_run_is_warned_about_with_its_key(compose_train, caplog):
-    warn_of_settings_longer_than_the_run(compose_train(["trainer.max_epochs=30"]))
+def test_a_patience_or_swa_start_as_long_as_the_run_is_warned_about_with_its_key(compose_train, caplog):
+    warn_of_settings_longer_than_the_run(compose_train(["trainer.max_epochs=300"]))  # the users' plan's length
     assert caplog.text == ""  # the defaults fit
     short = ["trainer.max_epochs=6", "scheduler=plateau", "averaging=swa", "callbacks.averaging.swa_epoch_start=8"]
     warn_of_settings_longer_than_the_run(compose_train(short))
     assert "scheduler.scheduler.patience=10 is not below trainer.max_epochs=6: the lr is never reduced" in caplog.text
     assert "callbacks.averaging.swa_epoch_start=8 is not below trainer.max_epochs=6: weight averaging" in caplog.text
+    assert "callbacks.early_stopping.patience=100 is not below trainer.max_epochs=6: early stopping" in caplog.text

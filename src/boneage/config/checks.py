@@ -50,17 +50,21 @@ def check_config(cfg: DictConfig) -> None:
 
 def warn_of_settings_longer_than_the_run(cfg: DictConfig) -> None:
     """Settings that take the whole run leave it without what they were for: a plateau schedule
-    that never lowers the lr, weight averaging that never starts. Said at start, with the key."""
+    that never lowers the lr, weight averaging that never starts, early stopping that never
+    stops. Said at start, with the key. (The warm-up is cut to fit the run where it is not set:
+    boneage.modules.schedulers; EMA's warm-up follows the step count by its formula.)"""
     epochs = cfg.trainer.get("max_epochs", -1)
     if not isinstance(epochs, int) or epochs <= 0:
         return
     schedule = cfg.scheduler.get("scheduler") or {}
     averaging = cfg.callbacks.get("averaging") or {}
+    early_stopping = cfg.callbacks.get("early_stopping") or {}
     swa_start = averaging.get("swa_epoch_start")
     too_long = {
         "scheduler.scheduler.patience": (schedule.get("patience"), "the lr is never reduced"),
         "callbacks.averaging.swa_epoch_start": (swa_start if swa_start and swa_start >= 1 else None,
                                                 "weight averaging never starts"),
+        "callbacks.early_stopping.patience": (early_stopping.get("patience"), "early stopping never stops the run"),
     }  # fmt: skip
     for key, (value, consequence) in too_long.items():
         if value is not None and value >= epochs:
