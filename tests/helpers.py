@@ -34,6 +34,7 @@ TINY = [
     "data.source.image_size=64",
     "data.split.age_bin_width=4",
     "trainer.max_epochs=1",
+    "callbacks.early_stopping.patience=100",  # the tests' long runs (20-50 epochs) are stopped by the test, not by it
     "callbacks.progress_bar.refresh_rate=0",
 ]
 
