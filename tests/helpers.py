@@ -14,15 +14,17 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from boneage.config.build import build_data_and_module
 from boneage.config.resolvers import register_resolvers
+from boneage.tasks import AgeHead
 
 register_resolvers()  # as boneage.train does before composing
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"
+AGE_HEADS = {"age": AgeHead()}  # what a label source reads for the bone-age task
 
 # Small enough for seconds on a 2-core CPU: a few dozen demo subjects, a tiny timm model.
 TINY = [
@@ -108,15 +110,14 @@ def cli_environment(data_dir: Path) -> dict[str, str]:
 
 
 def write_run(folder: Path, overrides: list[str] = ()) -> Path:
-    """A run directory as training leaves it (config, checkpoint) with an untrained network: for
-    tests of what is done with a run (serving, heat maps), not of how well it predicts."""
-    cfg = compose_app("train", [*TINY, *overrides])
-    module = instantiate(cfg.module)
+    """A run directory as training leaves it (config, split, checkpoint with the task's classes)
+    with an untrained network: for tests of what is done with a run (serving, heat maps,
+    ensembles), not of how well it predicts."""
+    cfg = compose_app("train", [*TINY, *overrides, f"paths.output_dir={folder}", f"paths.root_dir={folder}"])
+    _, module = build_data_and_module(cfg)
     (folder / ".hydra").mkdir(parents=True)
     (folder / "checkpoints").mkdir()
     OmegaConf.save(cfg, folder / ".hydra" / "config.yaml")
-    torch.save(
-        {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)},
-        folder / "checkpoints" / "last.ckpt",
-    )
+    state = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}
+    torch.save(state, folder / "checkpoints" / "last.ckpt")
     return folder

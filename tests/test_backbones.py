@@ -10,6 +10,7 @@ import torch
 from boneage.config.errors import ConfigError
 from boneage.modules.backbones import create_backbone
 from boneage.modules.model import ImageModel
+from boneage.tasks import AgeTask
 
 
 def test_unknown_model_name_suggests_the_nearest_timm_names():
@@ -38,7 +39,7 @@ def test_missing_weights_file_names_the_key(tmp_path):
 
 
 def test_regressor_predicts_ages_on_the_training_scale():
-    model = ImageModel("test_resnet", dropout=0.0).eval()
+    model = ImageModel("test_resnet", AgeTask(), dropout=0.0).eval()
     head = model.task.heads["age"]
     head.mean.fill_(120.0)  # months
     head.std.fill_(30.0)

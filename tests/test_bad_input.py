@@ -12,6 +12,8 @@ import pytest
 from boneage.config.errors import DataError
 from boneage.datamodules import ImageDataModule, SubjectSplit, TableSource
 from boneage.datamodules.images import NOT_AN_IMAGE
+from boneage.tasks import AgeTask
+from tests.helpers import AGE_HEADS
 
 COLUMNS = {"image": "file", "age": "age", "subject": "patient", "sex": "sex"}
 
@@ -31,7 +33,9 @@ def dataset_folder(tmp_path, rows: list[tuple], n_good: int = 30):
 
 def datamodule(source, tmp_path, **kwargs) -> ImageDataModule:
     split = SubjectSplit(age_bin_width=20, min_subjects_per_bin=1)
-    return ImageDataModule(source, split, 16, 4, num_workers=0, output_dir=str(tmp_path / "run"), **kwargs)
+    return ImageDataModule(
+        source, split, 16, 4, task=AgeTask(), num_workers=0, output_dir=str(tmp_path / "run"), **kwargs
+    )
 
 
 @pytest.mark.parametrize(
@@ -95,11 +99,11 @@ def test_a_table_of_only_bad_rows_is_refused_even_with_drop(tmp_path):
 def test_empty_table_is_refused(tmp_path):
     (tmp_path / "labels.csv").write_text("file,age\n")
     with pytest.raises(DataError, match="has no rows"):
-        TableSource(str(tmp_path / "labels.csv"), str(tmp_path), {"image": "file", "age": "age"}).load()
+        TableSource(str(tmp_path / "labels.csv"), str(tmp_path), {"image": "file", "age": "age"}).load(AGE_HEADS)
 
 
 def test_months_have_their_own_plausible_range(tmp_path):
     source = dataset_folder(tmp_path, [("ok0.png", 200, "p98", "F")])
     source.age_unit = "months"
-    problems = source.load()["problem"]
+    problems = source.load(AGE_HEADS)["problem"]
     assert problems.iloc[-1] == "duplicate of row 2"  # 200 months is a teenager: no age problem

@@ -43,7 +43,8 @@ def test_cached_batches_hold_the_same_pixels_as_uncached(compose_train, tmp_path
     overrides = [*TINY, "data.clahe=true", f"data.cache_dir={tmp_path / 'cache'}", "data.num_workers=0"]  # pixels only
     batches = {}
     for cache in ("false", "true"):
-        datamodule = instantiate(compose_train([*overrides, f"data.cache={cache}"]).data)
+        cfg = compose_train([*overrides, f"data.cache={cache}"])
+        datamodule = instantiate(cfg.data, task=instantiate(cfg.task))
         datamodule.prepare_data()
         datamodule.setup()
         batches[cache] = (next(iter(datamodule.train_dataloader())), next(iter(datamodule.val_dataloader())))

@@ -67,7 +67,7 @@ def build_group(cfg, group: str) -> None:
     if group == "averaging":
         instantiate(cfg.callbacks.averaging)
         return
-    module = instantiate(cfg.module)
+    module = instantiate(cfg.module, task=instantiate(cfg.task))
     if group in ("optimizer", "scheduler"):
         module.trainer = SimpleNamespace(estimated_stepping_batches=100, max_epochs=10)  # the schedule's length
         module.configure_optimizers()
@@ -108,7 +108,7 @@ def test_each_model_config_builds_its_network_for_its_native_size(compose_plain,
     size = cfg.model.image_size
     assert size > 0 and cfg.model.batch_size > 0
     with torch.device("meta"):
-        module = instantiate(cfg.module)
+        module = instantiate(cfg.module, task=instantiate(cfg.task))
         predicted = module(torch.empty(2, 1, size, size, dtype=torch.uint8))
     assert module.backbone.default_cfg["architecture"] == cfg.model.name.split(".")[0]
     assert module.head[1].in_features == feature_width(module.backbone)  # the head reads the pooled width

@@ -15,7 +15,7 @@ from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, ge
 from boneage.config.cli import check_override_syntax
 from boneage.datamodules.images import read_grayscale
 from boneage.datamodules.table import TableSource
-from tests.helpers import compose_app
+from tests.helpers import AGE_HEADS, compose_app
 
 
 def write_rsna_layout(folder, n: int = 12) -> pd.DataFrame:
@@ -41,7 +41,7 @@ def test_data_rsna_reads_the_rsna_files_as_they_come(tmp_path):
             f"data.source.image_dir={tmp_path}/boneage-training-dataset",
         ],
     )
-    table = instantiate(cfg.data.source).load()
+    table = instantiate(cfg.data.source).load(AGE_HEADS)
     assert table["problem"].isna().all(), table["problem"].dropna().tolist()
     assert table["sex"].tolist() == ["M" if male else "F" for male in raw["male"]]
     assert table["age"].tolist() == raw["boneage"].astype(float).tolist()
@@ -55,13 +55,13 @@ def test_ids_without_extension_get_a_hint_and_true_false_sex_asks_for_its_meanin
     plain = TableSource(
         f"{tmp_path}/boneage-training-dataset.csv", f"{tmp_path}/boneage-training-dataset", columns, age_unit="months"
     )
-    problems = plain.load()["problem"].value_counts()
+    problems = plain.load(AGE_HEADS)["problem"].value_counts()
     assert problems.to_dict() == {
         "unknown sex code 'True' (declare what it means: data.source.sex_codes, e.g. {true: M, false: F})": 6,
         "unknown sex code 'False' (declare what it means: data.source.sex_codes, e.g. {true: M, false: F})": 6,
     }
     plain.sex_codes = {True: "M", False: "F"}
-    problems = plain.load()["problem"].value_counts()
+    problems = plain.load(AGE_HEADS)["problem"].value_counts()
     assert problems.to_dict() == {
         "file not found, but the name with .png is there (set data.source.image_suffix=.png)": 12
     }
@@ -73,7 +73,7 @@ def test_zero_one_sex_codes_with_a_declared_meaning(tmp_path):
     pd.DataFrame({"image": ["a.png", "b.png"], "age": [3, 4], "sex": [0, 1]}).to_csv(tmp_path / "t.csv", index=False)
     columns = {"image": "image", "age": "age", "subject": None, "sex": "sex"}
     source = TableSource(str(tmp_path / "t.csv"), str(tmp_path), columns, sex_codes={0: "F", 1: "M"})
-    assert source.load()["sex"].tolist() == ["F", "M"]
+    assert source.load(AGE_HEADS)["sex"].tolist() == ["F", "M"]
 
 
 def write_dicom(path, pixels: np.ndarray, photometric: str, slope: float = 1.0, intercept: float = 0.0, window=None):
@@ -113,7 +113,7 @@ def test_dicom_monochrome1_is_inverted_and_the_window_applied(tmp_path):
     assert len(np.unique(windowed[0, inside])) > 10
 
     pd.DataFrame({"image": ["mono2.dcm", "mono1"], "age": [5, 6]}).to_csv(tmp_path / "t.csv", index=False)
-    table = TableSource(str(tmp_path / "t.csv"), str(tmp_path)).load()
+    table = TableSource(str(tmp_path / "t.csv"), str(tmp_path)).load(AGE_HEADS)
     assert table["problem"].isna().all()
 
 
@@ -127,7 +127,7 @@ def test_column_names_as_they_are_from_yaml_and_from_the_command_line(tmp_path, 
         "train", ["data=table", f"data.source.path={tmp_path}/t.csv", f"data.source.image_dir={tmp_path}", command_line]
     )
     assert cfg.data.source.columns.age == column
-    assert instantiate(cfg.data.source).load()["age"].tolist() == [7.5]
+    assert instantiate(cfg.data.source).load(AGE_HEADS)["age"].tolist() == [7.5]
 
 
 def test_an_unquoted_column_name_gets_the_quoted_form(tmp_path):

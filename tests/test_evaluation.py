@@ -23,7 +23,7 @@ from boneage.datamodules.transforms import build_pipeline, preprocessing
 from boneage.evaluate import evaluate
 from boneage.evaluation.ensemble import load_members
 from boneage.evaluation.inference import load_run
-from boneage.evaluation.metrics import evaluation_metrics, regression_metrics
+from boneage.evaluation.metrics import evaluation_metrics
 from boneage.evaluation.ood import fit_feature_distance
 from boneage.evaluation.trust import fit_trust, interval_figures
 from boneage.evaluation.tta import tta_views
@@ -31,6 +31,8 @@ from boneage.export import export
 from boneage.predict import predict
 from boneage.report import aggregate_folds, build_table
 from boneage.serve import build_app
+from boneage.tasks import AgeHead
+from boneage.tasks.metrics import regression_metrics
 from tests.helpers import TINY, compose_app, run_cli
 from tests.test_splits import longitudinal_table
 
@@ -229,7 +231,7 @@ def test_ensemble_weights_weigh_each_members_prediction(two_runs, tmp_path):
 
 def test_folds_partition_the_non_test_subjects():
     table = longitudinal_table(n_subjects=500)
-    assignments = [SubjectSplit(folds=5, fold=fold).assign(table) for fold in range(5)]
+    assignments = [SubjectSplit(folds=5, fold=fold).assign(table, AgeHead()) for fold in range(5)]
     tests = {frozenset(table["subject"][a == "test"]) for a in assignments}
     assert len(tests) == 1  # the test set is the same in every fold
     vals = [set(table["subject"][a == "val"]) for a in assignments]
@@ -240,7 +242,7 @@ def test_folds_partition_the_non_test_subjects():
 
 def test_data_folds_and_fold_select_the_validation_fold(compose_train):
     cfg = compose_train([*TINY, "data.folds=5", "data.fold=3"])
-    datamodule = instantiate(cfg.data)
+    datamodule = instantiate(cfg.data, task=instantiate(cfg.task))
     assert (datamodule.split.folds, datamodule.split.fold) == (5, 3)
     datamodule.setup()
     val_subjects = datamodule.summary()["split"]["sets"]["val"]["subjects"]
@@ -296,6 +298,13 @@ def test_onnx_export_of_an_ensemble_reproduces_it_and_predict_and_serve_run_from
         assert served["predicted_age"] == pytest.approx(expected["predicted_age"], abs=1e-3)
         assert served["interval"]["level"] == 0.9  # the interval table travels in the sidecar
         assert served["interval"]["lower"] == pytest.approx(expected["lower_90"], abs=1e-3)
+
+    earlier = json.loads((out / "boneage_export.json").read_text())  # as boneage wrote it before exports had a task
+    for member in earlier["members"]:
+        del member["task"]
+    (out / "boneage_export.json").write_text(json.dumps(earlier))
+    with pytest.raises(ConfigError, match=r"an export of an earlier boneage.*Export its run again: python -m boneage"):
+        load_members(str(out), None, None)
 
 
 @pytest.mark.slow

@@ -19,6 +19,7 @@ from boneage.datamodules.dicom_header import patient_fields
 from boneage.datamodules.images import ImageLimits, UnreadableImage, read_grayscale, unreadable_reason
 from boneage.datamodules.intake import images_in_folder, set_aside_unreadable
 from boneage.evaluation.chronological import chronological_figures, compare_with_chronological
+from boneage.tasks import AgeTask
 from tests.dicom_files import (
     EVERY_SYNTAX,
     LOSSLESS,
@@ -204,8 +205,8 @@ def test_training_decodes_every_image_first_and_lists_the_ones_that_do_not_read(
     )
     split = SubjectSplit(age_bin_width=20, min_subjects_per_bin=1)
     for cache in ({"cache": True, "cache_dir": str(tmp_path / "cache")}, {"cache": False}):
-        data = ImageDataModule(source, split, 16, 4, num_workers=2, max_pixels=80_000, on_bad_rows="drop",
-                               output_dir=str(tmp_path / "run"), **cache)  # fmt: skip
+        data = ImageDataModule(source, split, 16, 4, task=AgeTask(), num_workers=2, max_pixels=80_000,
+                               on_bad_rows="drop", output_dir=str(tmp_path / "run"), **cache)  # fmt: skip
         data.setup()
         assert data.dropped_rows == 3 and "cine" in set(data.table["file"])
         dropped = pd.read_csv(tmp_path / "run" / "dropped_rows.csv").set_index("file")["problem"]

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import cv2
 import httpx
@@ -137,37 +140,86 @@ def test_bounded_load_test_has_no_errors(server):
 
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(
+needs_chromium = pytest.mark.skipif(
     not (CHROMIUM and CHROMEDRIVER),
     reason="no system Chromium: apt-get install -y chromium chromium-driver (as .ci/run does)",
 )
-def test_the_page_in_headless_chromium_shows_the_predicted_age(server, tmp_path):
+
+
+@contextmanager
+def page_with_answer(url: str, image: Path, model_text: str, result_ready: tuple[str, str]) -> Iterator[Any]:
+    """The served page in headless Chromium once `image` is chosen and predicted: it waits for the
+    model line to say `model_text`, then for the element `result_ready` (By, selector) to appear."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
-    image = tmp_path / "hand.png"
-    image.write_bytes(png(seed=5))
-    expected = httpx.post(f"{server}/predict", files={"file": ("hand.png", image.read_bytes())}).json()["predicted_age"]
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
         options.add_argument(flag)
     browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
-        browser.get(server)
-        WebDriverWait(browser, 20).until(expected_conditions.text_to_be_present_in_element((By.ID, "model"), "years"))
+        browser.get(url)
+        WebDriverWait(browser, 20).until(
+            expected_conditions.text_to_be_present_in_element((By.ID, "model"), model_text)
+        )
         browser.find_element(By.ID, "file").send_keys(str(image))
         browser.find_element(By.ID, "predict").click()
-        WebDriverWait(browser, 30).until(
-            expected_conditions.text_to_be_present_in_element((By.ID, "result"), "Predicted age")
-        )
-        shown = browser.find_element(By.ID, "result").text
+        WebDriverWait(browser, 30).until(expected_conditions.presence_of_element_located(result_ready))
+        yield browser
     finally:
         browser.quit()
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_the_page_in_headless_chromium_shows_the_predicted_age(server, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    image = tmp_path / "hand.png"
+    image.write_bytes(png(seed=5))
+    expected = httpx.post(f"{server}/predict", files={"file": ("hand.png", image.read_bytes())}).json()["predicted_age"]
+    with page_with_answer(
+        server, image, "years", (By.XPATH, "//div[@id='result'][contains(., 'Predicted age')]")
+    ) as page:
+        shown = page.find_element(By.ID, "result").text
     assert shown == f"Predicted age: {expected:.2f} years"
+
+
+SECTIONS = """return [...document.querySelectorAll('#result .head')].map((section) => ({
+  head: section.dataset.head, title: section.querySelector('h2').textContent,
+  summary: section.querySelector('p').textContent,
+  bars: [...section.querySelectorAll('.bar')].map((bar) => bar.dataset.class)}));"""
+
+
+@pytest.mark.slow
+@needs_chromium
+@pytest.mark.parametrize("experiment", ["demo_classify", "demo_multitask"])
+def test_the_page_shows_each_head_its_class_with_bars_and_set_or_its_value_with_interval(
+    experiment, tmp_path, data_dir
+):
+    from selenium.webdriver.common.by import By
+
+    run = write_run(tmp_path / "run", [f"experiment={experiment}"])
+    image = tmp_path / "hand.png"
+    image.write_bytes(png(seed=5))
+    with served([f"run={run}"], tmp_path, cli_environment(data_dir)) as server:
+        heads = httpx.post(f"{server.url}/predict", files={"file": ("hand.png", image.read_bytes())}).json()["heads"]
+        last = f"//section[@data-head='{list(heads)[-1]}']"
+        with page_with_answer(server.url, image, "predicts", (By.XPATH, last)) as page:
+            shown = page.execute_script(SECTIONS)
+    assert [section["head"] for section in shown] == list(heads)
+    for section in shown:
+        name, head = section["head"], heads[section["head"]]
+        if head["kind"] == "classification":
+            assert section["title"] == f"{name}: {head['class']} ({head['probability'] * 100:.1f}%)"
+            ranked = sorted(head["probabilities"], key=head["probabilities"].get, reverse=True)
+            assert section["bars"] == ranked and len(ranked) <= 10  # every class, the most probable first
+            assert section["summary"] == f"90% prediction set: {', '.join(map(str, head['set']['classes']))}"
+        else:
+            interval = head["interval"]
+            assert section["title"] == f"{name}: {head['value']:.2f}" and section["bars"] == []
+            assert section["summary"] == f"90% interval {interval['lower']:.2f}–{interval['upper']:.2f}"

@@ -10,6 +10,7 @@ import pytest
 
 from boneage.config.errors import ConfigError
 from boneage.datamodules.splits import SubjectSplit, split_summary
+from boneage.tasks import AgeHead
 
 
 def longitudinal_table(n_subjects: int = 400, seed: int = 0) -> pd.DataFrame:
@@ -25,7 +26,7 @@ def longitudinal_table(n_subjects: int = 400, seed: int = 0) -> pd.DataFrame:
 
 def test_no_subject_appears_in_two_sets():
     table = longitudinal_table()
-    table["set"] = SubjectSplit().assign(table)
+    table["set"] = SubjectSplit().assign(table, AgeHead())
     sets_per_subject = table.groupby("subject")["set"].nunique()
     assert (sets_per_subject == 1).all()
     assert set(table["set"]) == {"train", "val", "test"}
@@ -34,7 +35,7 @@ def test_no_subject_appears_in_two_sets():
 def test_fractions_hold_per_age_bin():
     table = longitudinal_table(n_subjects=2000)
     split = SubjectSplit(test_fraction=0.2, val_fraction=0.1, age_bin_width=10)
-    table["set"] = split.assign(table)
+    table["set"] = split.assign(table, AgeHead())
     subjects = table.groupby("subject").agg(age=("age", "mean"), set=("set", "first"))
     shares = pd.crosstab(np.floor(subjects["age"] / 10), subjects["set"], normalize="index")
     assert np.allclose(shares["test"], 0.2, atol=0.02)
@@ -43,14 +44,14 @@ def test_fractions_hold_per_age_bin():
 
 def test_same_seed_same_split_other_seed_other_split():
     table = longitudinal_table()
-    first = SubjectSplit(seed=1).assign(table)
-    assert first.equals(SubjectSplit(seed=1).assign(table))
-    assert not first.equals(SubjectSplit(seed=2).assign(table))
+    first = SubjectSplit(seed=1).assign(table, AgeHead())
+    assert first.equals(SubjectSplit(seed=1).assign(table, AgeHead()))
+    assert not first.equals(SubjectSplit(seed=2).assign(table, AgeHead()))
 
 
 def test_summary_counts_images_and_subjects():
     table = longitudinal_table()
-    table["set"] = SubjectSplit().assign(table)
+    table["set"] = SubjectSplit().assign(table, AgeHead())
     summary = split_summary(table)
     assert sum(s["images"] for s in summary.values()) == len(table)
     assert sum(s["subjects"] for s in summary.values()) == table["subject"].nunique()
@@ -73,11 +74,11 @@ def test_bad_fractions_name_the_key(kwargs, key):
 def test_a_split_that_leaves_a_set_empty_is_refused():
     table = longitudinal_table(n_subjects=3)
     with pytest.raises(ConfigError, match="no subject in the"):
-        SubjectSplit(test_fraction=0.1, val_fraction=0.1, min_subjects_per_bin=1).assign(table)
+        SubjectSplit(test_fraction=0.1, val_fraction=0.1, min_subjects_per_bin=1).assign(table, AgeHead())
 
 
 def test_an_age_bin_too_thin_to_share_out_is_refused_with_the_fix():
     table = longitudinal_table(n_subjects=300)
     table.loc[table["subject"] == "s0", "age"] = 150.0  # the only subject in [150, 160)
     with pytest.raises(ConfigError, match=r"\[150, 160\): 1\). Use wider bins \(data.split.age_bin_width"):
-        SubjectSplit(age_bin_width=10).assign(table)
+        SubjectSplit(age_bin_width=10).assign(table, AgeHead())

@@ -7,18 +7,19 @@ from pathlib import Path
 import numpy as np
 
 from boneage.datamodules.synthetic import SyntheticHands, maturity_of, render_hand
+from tests.helpers import AGE_HEADS
 
 
 def test_same_seed_same_data_set(tmp_path):
-    first = SyntheticHands(root=str(tmp_path / "a"), n_subjects=5, image_size=48).load()
-    second = SyntheticHands(root=str(tmp_path / "b"), n_subjects=5, image_size=48).load()
+    first = SyntheticHands(root=str(tmp_path / "a"), n_subjects=5, image_size=48).load(AGE_HEADS)
+    second = SyntheticHands(root=str(tmp_path / "b"), n_subjects=5, image_size=48).load(AGE_HEADS)
     assert first.drop(columns="image").equals(second.drop(columns="image"))
     for a, b in zip(first["image"], second["image"], strict=True):
         assert Path(a).read_bytes() == Path(b).read_bytes()
 
 
 def test_several_images_per_subject_with_ages_that_advance(tmp_path):
-    table = SyntheticHands(root=str(tmp_path), n_subjects=20, image_size=48).load()
+    table = SyntheticHands(root=str(tmp_path), n_subjects=20, image_size=48).load(AGE_HEADS)
     visits = table.groupby("subject")["age"]
     assert visits.size().between(2, 4).all()
     assert visits.apply(lambda ages: ages.is_monotonic_increasing).all()

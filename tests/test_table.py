@@ -10,6 +10,8 @@ import pytest
 from boneage.config.errors import DataError
 from boneage.datamodules import ImageDataModule, SubjectSplit, TableSource
 from boneage.datamodules.images import read_grayscale
+from boneage.tasks import AgeTask
+from tests.helpers import AGE_HEADS
 
 COLUMNS = {"image": "Filename", "age": "BoneAge(months)", "subject": "PatientID", "sex": "Gender"}
 
@@ -36,13 +38,15 @@ def write_images_and_table(folder, suffix: str) -> pd.DataFrame:
 def test_csv_and_xlsx_with_custom_column_names(tmp_path, suffix):
     raw = write_images_and_table(tmp_path, suffix)
     source = TableSource(str(tmp_path / f"labels{suffix}"), str(tmp_path / "imgs"), COLUMNS, age_unit="months")
-    table = source.load()
+    table = source.load(AGE_HEADS)
     assert list(table.columns) == ["image", "age", "subject", "sex", "row", "problem", "file"]
     assert table["problem"].isna().all()
     assert table["age"].tolist() == raw["BoneAge(months)"].astype(float).tolist()
     assert set(table["sex"]) == {"F", "M"}
     assert table["subject"].nunique() == 20
-    datamodule = ImageDataModule(source, SubjectSplit(age_bin_width=60), image_size=32, batch_size=4, num_workers=0)
+    datamodule = ImageDataModule(
+        source, SubjectSplit(age_bin_width=60), image_size=32, batch_size=4, task=AgeTask(), num_workers=0
+    )
     batch = next(iter(datamodule.train_dataloader()))
     assert batch["image"].shape == (4, 1, 32, 32)
     assert datamodule.summary()["age_unit"] == "months"
@@ -53,12 +57,12 @@ def test_missing_column_lists_the_columns_that_exist(tmp_path):
     columns = COLUMNS | {"age": "age"}
     source = TableSource(str(tmp_path / "labels.csv"), str(tmp_path / "imgs"), columns)
     with pytest.raises(DataError, match=r"'age' \(data.source.columns.age\).*Filename, PatientID, Gender"):
-        source.load()
+        source.load(AGE_HEADS)
 
 
 def test_without_subject_column_every_image_is_its_own_subject(tmp_path):
     (tmp_path / "labels.csv").write_text("image,age\na.png,10\nb.png,11\n")
-    table = TableSource(str(tmp_path / "labels.csv"), str(tmp_path)).load()
+    table = TableSource(str(tmp_path / "labels.csv"), str(tmp_path)).load(AGE_HEADS)
     assert table["subject"].tolist() == ["a.png", "b.png"]
 
 

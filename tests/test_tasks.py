@@ -10,24 +10,30 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from omegaconf import OmegaConf
+from fastapi.testclient import TestClient
+from hydra.utils import instantiate
 
 from boneage.config.build import build_data_and_module
 from boneage.config.errors import ConfigError, DataError
 from boneage.datamodules import ImageDataModule, SubjectSplit, TableSource
 from boneage.evaluate import evaluate
 from boneage.evaluation.ensemble import load_members, predict_members
+from boneage.evaluation.exported import SIDECAR
 from boneage.evaluation.heatmaps import write_heat_maps
+from boneage.evaluation.inference import load_run
 from boneage.evaluation.temperature import TEMPERATURE_RANGE
-from boneage.modules.losses import ClassificationLoss, FocalLoss, LogitAdjustedLoss, class_weights
+from boneage.export import export
 from boneage.modules.mixup import mix_batch
 from boneage.predict import predict
 from boneage.report import main as report_main
 from boneage.runs.summary import format_summary
+from boneage.serve import build_app
 from boneage.tasks import ClassifyTask, MultiTask, RegressionHead, ScoreTask
 from boneage.tasks.classification import ClassificationHead
+from boneage.tasks.losses import ClassificationLoss, FocalLoss, LogitAdjustedLoss, class_weights
+from boneage.tasks.ordinal import OrdinalHead
 from boneage.train import train
-from tests.helpers import TINY, compose_app, run_cli
+from tests.helpers import TINY, compose_app, run_cli, write_run
 
 EXPERIMENTS = ("imbalanced_v1", "imbalanced_v2", "imbalanced_v3", "iqa_lr_sweep", "tongue_multitask")
 
@@ -79,6 +85,23 @@ def test_class_weights_favour_rare_classes_and_focal_and_logit_adjustment_do_wha
     smoothed = ClassificationLoss(label_smoothing=0.2)
     smoothed.fit_counts(counts)
     assert smoothed(sure, torch.tensor([[1.0, 0.0]])) > plain(sure, torch.tensor([[1.0, 0.0]]))
+
+
+def test_an_ordinal_head_costs_a_distant_class_more_than_a_neighbouring_one_of_the_same_cross_entropy():
+    truth = torch.tensor([0, 0])
+    neighbour, distant = [0.0, 2.0, -20.0, -20.0], [0.0, -20.0, -20.0, 2.0]  # the same p(true class)
+    outputs = torch.tensor([neighbour, distant])
+    losses, _ = OrdinalHead(["a", "b", "c", "d"]).losses(outputs, truth)
+    assert losses[0] < losses[1]
+    plain, _ = OrdinalHead(["a", "b", "c", "d"], distance_weight=0.0).losses(outputs, truth)
+    assert plain[0] == pytest.approx(plain[1])
+    with pytest.raises(ConfigError, match=r"needs its classes in their order: task.classes="):
+        OrdinalHead([])
+
+
+def test_losses_named_by_their_former_path_in_an_earlier_runs_config_still_load():
+    loss = instantiate({"_target_": "boneage.modules.losses.FocalLoss", "gamma": 1.5})
+    assert isinstance(loss, FocalLoss) and loss.gamma == 1.5
 
 
 def test_mixup_blends_classes_into_soft_targets_that_the_loss_and_metrics_take():
@@ -261,11 +284,12 @@ def test_the_users_plans_run_with_fast_dev_run(tmp_path, data_dir, compose_train
 @pytest.mark.slow
 @pytest.mark.parametrize(("experiment", "metric"), [
     ("demo_classify", "val/acc"), ("demo_score", "val/srcc"), ("demo_multitask", "val/stage/acc"),
+    ("demo task=ordinal task.classes=[infant,child,adolescent,mature]", "val/acc"),  # README's added task
 ])  # fmt: skip
-def test_each_task_trains_then_evaluates_predicts_and_ranks(tmp_path, data_dir, experiment, metric):
+def test_each_task_trains_then_evaluates_predicts_exports_serves_and_ranks(tmp_path, data_dir, experiment, metric):
     sweep = tmp_path / "sweep"
     run = sweep / "run"
-    args = [*TINY, f"experiment={experiment}", "trainer.max_epochs=2", "data.split.min_subjects_per_bin=2",
+    args = [*TINY, *f"experiment={experiment}".split(), "trainer.max_epochs=2", "data.split.min_subjects_per_bin=2",
             f"hydra.run.dir={run}"]  # fmt: skip
     result = run_cli(args, tmp_path, data_dir)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -297,6 +321,8 @@ def test_each_task_trains_then_evaluates_predicts_and_ranks(tmp_path, data_dir, 
             assert (out / f"reliability_{name}.png").is_file() and "ECE" in (out / "report.md").read_text()
         else:
             assert {"srcc", "plcc", "krcc", "mean_predictor_mae"} <= set(figures)
+    if "ordinal" in experiment:  # the added head's own figure, beside the classification's
+        assert 0 <= metrics["heads"]["label"]["mae_steps"] <= 3
     if experiment == "demo_classify":  # the tempered probabilities written are still distributions
         np.testing.assert_allclose(evaluated.filter(regex=r"^p_").sum(axis=1), 1, atol=1e-6)
 
@@ -311,6 +337,7 @@ def test_each_task_trains_then_evaluates_predicts_and_ranks(tmp_path, data_dir, 
     probabilities = predicted.filter(regex=r"^p_")
     if len(probabilities.columns):
         np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-4)
+    exported_and_served_as_the_run_predicts(run, images, predicted, calibrated, tmp_path)
 
     report_main([str(sweep)])
     report = pd.read_csv(sweep / "report.csv")
@@ -319,22 +346,43 @@ def test_each_task_trains_then_evaluates_predicts_and_ranks(tmp_path, data_dir, 
     assert f"Runs ranked by val {column.removeprefix('val_')}" in (sweep / "report.md").read_text()
 
 
-def untrained_run(folder: Path, overrides: list[str]) -> Path:
-    """A run directory as training leaves it (config, split, checkpoint with the task's classes),
-    its network untrained: for what is done with runs, not how well they predict."""
-    cfg = compose_app("train", [*TINY, *overrides, f"paths.output_dir={folder}", f"paths.root_dir={folder}"])
-    _, module = build_data_and_module(cfg)
-    (folder / ".hydra").mkdir(parents=True)
-    (folder / "checkpoints").mkdir()
-    OmegaConf.save(cfg, folder / ".hydra" / "config.yaml")
-    state = {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams)}
-    torch.save(state, folder / "checkpoints" / "last.ckpt")
-    return folder
+def exported_and_served_as_the_run_predicts(
+    run: Path, images: Path, predicted: pd.DataFrame, calibrated: str, tmp_path: Path
+) -> None:
+    """The run's ONNX export describes every head, predicts what the run predicted (tempered
+    probabilities, prediction sets, intervals), and serves each head's answer."""
+    exported = export(compose_app("export", [f"run={run}", f"output_dir={tmp_path / 'export'}", calibrated]))
+    sidecar = json.loads((exported / SIDECAR).read_text())
+    task = load_run(run).task
+    assert {name: head["kind"] for name, head in sidecar["heads"].items()} == {
+        name: head.kind for name, head in task.heads.items()
+    }
+    for name, head in task.heads.items():
+        assert sidecar["heads"][name].get("classes") == getattr(head, "classes", None)
+    from_export = tmp_path / "from_export.csv"
+    predict(compose_app("predict", [f"run={exported}", f"input={images}", f"output={from_export}"]))
+    from_run = predicted.drop(columns=["ood_score", "ood_flag"])  # an export has no feature extractor to flag with
+    pd.testing.assert_frame_equal(pd.read_csv(from_export), from_run, check_exact=False, atol=1e-4)
+    image = Path(predicted["image"][0])
+    with TestClient(build_app(compose_app("serve", [f"run={exported}"]))) as client:
+        answer = client.post("/predict", files={"file": (image.name, image.read_bytes())}).json()
+    assert set(answer["heads"]) == set(task.heads)
+    row = predicted.iloc[0]
+    for name, head in answer["heads"].items():
+        if head["kind"] == "classification":
+            assert str(head["class"]) == str(row[f"predicted_{name}"])
+            assert sum(head["probabilities"].values()) == pytest.approx(1, abs=1e-4)
+            assert head["probability"] == pytest.approx(row[f"{name}_probability"], abs=1e-4)
+            assert "|".join(map(str, head["set"]["classes"])) == str(row[f"{name}_set_90"]).replace("nan", "")
+        else:
+            assert head["value"] == pytest.approx(row[f"predicted_{name}"], abs=1e-4)
+            assert head["interval"]["lower"] == pytest.approx(row[f"{name}_lower_90"], abs=1e-4)
+            assert head["interval"]["upper"] == pytest.approx(row[f"{name}_upper_90"], abs=1e-4)
 
 
 def test_a_classifier_ensemble_averages_probabilities_over_members_and_tta_views(tmp_path, data_dir):
     runs = [
-        untrained_run(tmp_path / f"seed{seed}", ["experiment=demo_classify", f"seed={seed}", "data.split.seed=7"])
+        write_run(tmp_path / f"seed{seed}", ["experiment=demo_classify", f"seed={seed}", "data.split.seed=7"])
         for seed in (1, 2)
     ]
     members = load_members(None, [str(run) for run in runs], None)
@@ -350,6 +398,10 @@ def test_a_classifier_ensemble_averages_probabilities_over_members_and_tta_views
     )
     metrics = json.loads((out / "metrics.json").read_text())
     assert len(metrics["runs"]) == 2 and metrics["tta"] == ["zoom"] and metrics["heads"]["label"]["n"] > 0
+    exported = export(compose_app("export", [f"ensemble=[{runs[0]},{runs[1]}]", "format=torchscript",
+                                             f"output_dir={tmp_path / 'ts'}"]))  # fmt: skip
+    from_export = predict_members(load_members(str(exported), None, None), rows, ["zoom"]).combined
+    np.testing.assert_allclose(from_export, ensemble, atol=1e-5)
     write_heat_maps(members[0], rows.head(2), tmp_path / "maps")  # Grad-CAM of the predicted class
     assert [cv2.imread(str(path)).shape[:2] for path in sorted((tmp_path / "maps").iterdir())] == [(32, 32)] * 2
 

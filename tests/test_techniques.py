@@ -20,10 +20,11 @@ from boneage.callbacks.averaging import ema_with_warmup
 from boneage.config.errors import DataError
 from boneage.evaluate import evaluate
 from boneage.evaluation.inference import load_run
-from boneage.modules.losses import MeanVarianceLoss
 from boneage.modules.model import ImageModel
 from boneage.report import build_table
+from boneage.tasks import AgeTask
 from boneage.tasks.balance import balance_weights
+from boneage.tasks.losses import MeanVarianceLoss
 from boneage.train import train
 from boneage.tune import valley
 from tests.helpers import TINY, compose_app, record_of, run_cli
@@ -98,7 +99,8 @@ def test_frozen_backbone_stays_unchanged_for_its_epochs_then_trains(compose_trai
         enable_progress_bar=False,
         limit_val_batches=0,
     )
-    trainer.fit(instantiate(cfg.module), datamodule=instantiate(cfg.data))
+    task = instantiate(cfg.task)
+    trainer.fit(instantiate(cfg.module, task=task), datamodule=instantiate(cfg.data, task=task))
     before, after_frozen, after_unfrozen = snapshots.backbone
     for name, value in before.items():  # weights and BN running statistics alike
         assert torch.equal(value, after_frozen[name]), name
@@ -108,11 +110,11 @@ def test_frozen_backbone_stays_unchanged_for_its_epochs_then_trains(compose_trai
 
 def test_backbone_and_head_get_their_own_learning_rates():
     optimizer = partial(torch.optim.AdamW, lr=1e-3, weight_decay=0.05)
-    module = ImageModel("test_vit", optimizer=optimizer, backbone_lr_scale=0.1)
+    module = ImageModel("test_vit", AgeTask(), optimizer=optimizer, backbone_lr_scale=0.1)
     groups = {group["name"]: group["lr"] for group in module.configure_optimizers().param_groups}
     assert groups == {"head": pytest.approx(1e-3), "backbone": pytest.approx(1e-4)}
 
-    layered = ImageModel("test_vit", optimizer=optimizer, backbone_lr_scale=0.1, layer_decay=0.5)
+    layered = ImageModel("test_vit", AgeTask(), optimizer=optimizer, backbone_lr_scale=0.1, layer_decay=0.5)
     groups = layered.configure_optimizers().param_groups
     by_depth = sorted((g for g in groups if g["name"] != "head"), key=lambda g: int(g["name"].split(".")[1][5:]))
     lrs = [g["lr"] for g in by_depth]
@@ -124,7 +126,8 @@ def test_backbone_and_head_get_their_own_learning_rates():
 @pytest.mark.parametrize("power", [1.0, 0.5])
 def test_balanced_sampler_draws_age_bins_at_the_configured_rate(compose_train, power):
     balance = ["data.balance.method=sampler", "data.balance.bin_width=4", f"data.balance.power={power}"]
-    datamodule = instantiate(compose_train([*TINY, *balance]).data)
+    cfg = compose_train([*TINY, *balance])
+    datamodule = instantiate(cfg.data, task=instantiate(cfg.task))
     datamodule.setup()
     ages = datamodule.rows("train")["age"].to_numpy()
     bins = np.floor((ages - ages.min()) / 4).astype(int)
@@ -145,9 +148,8 @@ def test_lds_weights_rare_ages_more_and_reach_the_loss(compose_train):
     weights = balance_weights(ages, "lds", bin_width=1.0, power=1.0, kernel_sigma=1.0)
     assert weights.mean() == pytest.approx(1.0)
     assert weights[0] > weights[10] and weights[-1] > weights[10]
-    datamodule = instantiate(
-        compose_train([*TINY, "data.balance.method=lds", "data.num_workers=0"]).data
-    )  # weights, not loading
+    cfg = compose_train([*TINY, "data.balance.method=lds", "data.num_workers=0"])  # weights, not loading
+    datamodule = instantiate(cfg.data, task=instantiate(cfg.task))
     datamodule.setup()
     batch = next(iter(datamodule.train_dataloader()))
     assert "weight" in batch and not torch.allclose(batch["weight"], torch.ones_like(batch["weight"]))
@@ -156,7 +158,7 @@ def test_lds_weights_rare_ages_more_and_reach_the_loss(compose_train):
 
 
 def test_mixup_mixes_ages_by_the_same_lambda_as_images():
-    module = ImageModel("test_resnet", mixup_alpha=0.4, extra_inputs=["sex"])
+    module = ImageModel("test_resnet", AgeTask(), mixup_alpha=0.4, extra_inputs=["sex"])
     torch.manual_seed(3)
     batch = {"image": torch.rand(8, 3, 8, 8), "age": torch.arange(8.0), "inputs": torch.rand(8, 1)}
     mixed = module.mixup(batch)
@@ -228,11 +230,11 @@ def test_an_input_column_the_table_lacks_is_named_before_training(compose_train,
 @pytest.mark.slow  # torch.compile builds its C++ kernels: about 20 s
 def test_compile_channels_last_and_checkpointing_keep_the_results():
     torch.manual_seed(0)
-    plain = ImageModel("test_resnet").eval()
+    plain = ImageModel("test_resnet", AgeTask()).eval()
     images = torch.randint(256, (4, 1, 32, 32), dtype=torch.uint8)
     expected = plain(images)
     for options in ({"compile": True}, {"channels_last": True}, {"grad_checkpointing": True}):
-        variant = ImageModel("test_resnet", **options)
+        variant = ImageModel("test_resnet", AgeTask(), **options)
         variant.load_state_dict(plain.state_dict())
         with torch.no_grad():
             assert torch.allclose(variant.eval()(images), expected, atol=1e-4), options
@@ -301,7 +303,7 @@ def test_ema_of_a_short_run_is_a_real_average_not_the_initial_weights(compose_tr
 
 def test_layer_decay_of_one_gives_every_parameter_one_lr_in_uniquely_named_groups():
     optimizer = partial(torch.optim.AdamW, lr=1e-3, weight_decay=0.05)
-    module = ImageModel("test_vit", optimizer=optimizer, layer_decay=1.0)
+    module = ImageModel("test_vit", AgeTask(), optimizer=optimizer, layer_decay=1.0)
     groups = module.configure_optimizers().param_groups
     names = [group["name"] for group in groups]
     assert len(names) == len(set(names))

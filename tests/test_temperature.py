@@ -8,7 +8,7 @@ import pytest
 from scipy.special import softmax
 
 from boneage.config.errors import ConfigError
-from boneage.evaluation.targets import fit_class_calibration
+from boneage.evaluation.heads_trust import HeadsTrust
 from boneage.evaluation.temperature import calibration_errors, fit_temperature, tempered
 from boneage.tasks import ClassifyTask
 
@@ -52,4 +52,4 @@ def test_ece_and_adaptive_ece_are_the_confidence_accuracy_gaps_counted_by_hand()
 
 def test_a_calibration_a_class_task_cannot_take_is_refused_by_name():
     with pytest.raises(ConfigError, match=r"calibrate='linear' does not apply to a ClassifyTask run.*temperature"):
-        fit_class_calibration(ClassifyTask(), members=[], tta="none", weights=None, levels=[], calibrate="linear")
+        HeadsTrust.fit(ClassifyTask(), members=[], tta="none", weights=None, intervals=False, calibrate="linear")

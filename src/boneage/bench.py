@@ -160,8 +160,8 @@ def measure_overhead(cfg: DictConfig, epochs: int) -> dict[str, Any]:
 
 
 def _plain_epochs(module: torch.nn.Module, datamodule: Any, cfg: DictConfig, epochs: int) -> list[float]:
-    """The same training written as a bare PyTorch loop: forward, L1 on standardised ages (or
-    cross-entropy on classes), backward, gradient clipping, AdamW step, per-batch lr schedule."""
+    """The same training written as a bare PyTorch loop: forward, the head's own loss, backward,
+    gradient clipping, AdamW step, per-batch lr schedule."""
     device = torch.device("cuda" if torch.cuda.is_available() and cfg.trainer.accelerator != "cpu" else "cpu")
     model = module.to(device).train()
     (name,) = model.task.names
@@ -179,10 +179,7 @@ def _plain_epochs(module: torch.nn.Module, datamodule: Any, cfg: DictConfig, epo
             images, targets = batch["image"].to(device), batch[name].to(device)
             with autocast:
                 outputs = model.head(model.features(images))
-                if head.kind == "classification":
-                    loss = torch.nn.functional.cross_entropy(outputs, targets)
-                else:
-                    loss = torch.nn.functional.l1_loss(outputs.squeeze(1), (targets - head.mean) / head.std)
+                loss = head.losses(outputs, targets)[0].mean()
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
@@ -239,7 +236,7 @@ def _measure_model(option: str, settings: dict[str, Any]) -> dict[str, Any]:
         cfg = compose("train", overrides=overrides)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     rss_before = _memory_mb("VmRSS")
-    module = build(cfg.module).to(device)
+    module = build(cfg.module, task=build(cfg.task)).to(device)
     size, batch = cfg.model.image_size, settings["model_batch"]
     images = torch.randint(256, (batch, 1, size, size), dtype=torch.uint8, device=device)
     ages = torch.rand(batch, device=device)

@@ -23,24 +23,20 @@ from boneage.datamodules.intake import set_aside_unreadable
 from boneage.datamodules.validation import describe
 from boneage.evaluation.chronological import chronological_figures, compare_with_chronological
 from boneage.evaluation.ensemble import load_members, plain, predict_members, shared_test_rows
+from boneage.evaluation.heads_trust import HeadsTrust
 from boneage.evaluation.heatmaps import heat_map_grid
 from boneage.evaluation.inference import TrainedRun
 from boneage.evaluation.markdown import write_markdown
-from boneage.evaluation.metrics import age_bins, evaluation_metrics, regression_metrics
+from boneage.evaluation.metrics import age_bins, evaluation_metrics
 from boneage.evaluation.ood import FeatureDistance, ood_of
 from boneage.evaluation.plots import plot_evaluation
-from boneage.evaluation.targets import (
-    calibration_report,
-    evaluate_targets,
-    fit_class_calibration,
-    write_targets_markdown,
-)
+from boneage.evaluation.targets import calibration_report, evaluate_targets, write_targets_markdown
 from boneage.evaluation.temperature import calibration_sentence
 from boneage.evaluation.trust import Trust, interval_figures, spreads_of, trust_for
 from boneage.evaluation.tta import uses_tta
 from boneage.runs.records import now
-from boneage.tasks import AgeTask
 from boneage.tasks.base import Task
+from boneage.tasks.metrics import regression_metrics
 
 
 def evaluate(cfg: DictConfig) -> Path:
@@ -56,22 +52,20 @@ def evaluate(cfg: DictConfig) -> Path:
     if len(unreadable):  # files changed or gone since training: the others are evaluated, these listed
         unreadable.to_csv(out / "unreadable.csv", index=False)
         print(f"{len(unreadable)} image(s) left out, unreadable; listed with the reason in {out / 'unreadable.csv'}")
-    if isinstance(task, AgeTask):
-        return _evaluate_age(cfg, members, rows, evaluated_on, out)
-    return _evaluate_task(cfg, members, task, rows, evaluated_on, out)
+    return EVALUATIONS[task.family](cfg, members, rows, evaluated_on, out)
 
 
-def _evaluate_task(
-    cfg: DictConfig, members: list[TrainedRun], task: Task, rows: pd.DataFrame, evaluated_on: str, out: Path
+def _evaluate_heads(
+    cfg: DictConfig, members: list[TrainedRun], rows: pd.DataFrame, evaluated_on: str, out: Path
 ) -> Path:
+    task = members[0].task
     tta, weights, levels = plain(cfg.tta), plain(cfg.weights), list(cfg.intervals)
     raw = predict_members(members, rows, tta, weights).combined
-    calibration = fit_class_calibration(task, members, tta, weights, levels, cfg.calibrate)
+    trust = HeadsTrust.fit(task, members, tta, weights, bool(levels), cfg.calibrate)
     train = members[0].rows_of("train")
-    predictions, metrics, plots = evaluate_targets(task, rows, calibration.applied(task, raw), train, out,
-                                                   calibration.sets, levels)  # fmt: skip
-    if calibration.temperatures is not None:
-        figures, reliability = calibration_report(task, rows, raw, calibration.temperatures, out)
+    predictions, metrics, plots = evaluate_targets(task, rows, raw, train, out, trust, levels)
+    if (temperatures := trust.temperature_scaling) is not None:
+        figures, reliability = calibration_report(task, rows, raw, temperatures, out)
         for name, head_figures in figures.items():
             metrics["heads"][name]["calibration"] = head_figures
             print(f"{name}: {calibration_sentence(head_figures)}")
@@ -194,6 +188,10 @@ def _rows(cfg: DictConfig, members: list[TrainedRun], task: Task) -> tuple[pd.Da
     if bad.any():
         raise DataError(describe(table[bad], cfg.data.source.path))
     return table, f"all of {cfg.data.source.path}"
+
+
+# What evaluate gives each task family (Task.family).
+EVALUATIONS = {"age": _evaluate_age, "heads": _evaluate_heads}
 
 
 @hydra_command("evaluate")

@@ -2,9 +2,11 @@
 
 Each network is written with torch.onnx (or TorchScript); the sidecar boneage_export.json
 holds what the files alone do not: how each reads an image (size, CLAHE), its training
-augmentation (for the same TTA views), its table inputs, the unit, the ensemble weights and
-where it came from. The export is checked before it is kept: on the run's own test images it
-must reproduce the PyTorch predictions within `tolerance`.
+augmentation (for the same TTA views), its table inputs, its task (each head's kind, classes in
+order, unit and output columns), the calibration and interval or set tables fitted on the
+validation subjects, the ensemble weights and where it came from. The export is checked before
+it is kept: on the run's own test images it must reproduce the PyTorch predictions within
+`tolerance`.
 """
 
 from __future__ import annotations
@@ -16,14 +18,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from boneage import __version__
 from boneage.config.cli import hydra_command
 from boneage.config.errors import ConfigError, ExportError
 from boneage.config.resolvers import unique_dir
-from boneage.evaluation.ensemble import load_members, plain, predict_members, require_age_task, shared_test_rows
+from boneage.evaluation.ensemble import load_members, plain, predict_members, shared_test_rows
 from boneage.evaluation.exported import SIDECAR, load_export
+from boneage.evaluation.heads_trust import HeadsTrust
 from boneage.evaluation.inference import TrainedRun
 from boneage.evaluation.trust import trust_for
 from boneage.modules.pixels import INPUT_FORMAT
@@ -39,7 +42,6 @@ def export(cfg: DictConfig) -> Path:
     members = load_members(cfg.run, plain(cfg.ensemble), cfg.sweep)
     if not all(isinstance(member, TrainedRun) for member in members):
         raise ConfigError("export reads trained runs (their checkpoints), not an export folder.")
-    require_age_task(members, "export")
     if cfg.intervals_scale not in (None, "ensemble"):
         raise ConfigError(
             "an export stores intervals unscaled or scaled by ensemble disagreement (intervals_scale=ensemble)."
@@ -51,7 +53,7 @@ def export(cfg: DictConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     try:
         sidecar = _write_all(members, weights, out, cfg.format)
-        sidecar["trust"] = trust_for(members, cfg, "none", weights).as_dict()
+        sidecar["trust"] = TRUSTS[members[0].task.family](members, cfg, weights)
         (out / SIDECAR).write_text(json.dumps(sidecar, indent=2))  # the check loads the export as a user would
         sidecar["check"] = _check(members, weights, out, cfg.check_images, cfg.tolerance)
     except BaseException:
@@ -60,8 +62,17 @@ def export(cfg: DictConfig) -> Path:
     (out / SIDECAR).write_text(json.dumps(sidecar, indent=2))
     check = sidecar["check"]
     print(f"exported {len(members)} network(s) as {cfg.format} to {out}; on {check['images']} test images the "
-          f"largest difference from PyTorch is {check['max_abs_difference']:.2e} {check['unit']}")  # fmt: skip
+          f"largest difference from PyTorch is {check['max_abs_difference']:.2e} {check['unit'] or ''}")  # fmt: skip
     return out
+
+
+# The calibration and interval or set tables an export stores, by task family (Task.family).
+TRUSTS = {
+    "age": lambda members, cfg, weights: trust_for(members, cfg, "none", weights).as_dict(),
+    "heads": lambda members, cfg, weights: HeadsTrust.fit(
+        members[0].task, members, "none", weights, intervals=True, calibrate=cfg.calibrate
+    ).as_dict(),
+}
 
 
 def _write_all(members: list[TrainedRun], weights: list[float], out: Path, fmt: str) -> dict[str, Any]:
@@ -71,7 +82,9 @@ def _write_all(members: list[TrainedRun], weights: list[float], out: Path, fmt: 
         _write(member, file, fmt) | {"weight": weight}
         for member, file, weight in zip(members, files, weights, strict=True)
     ]
-    return {"boneage_version": __version__, "created_at": now(), "format": fmt, "members": entries}
+    task = members[0].task
+    heads = {name: head.description() | {"unit": members[0].unit} for name, head in task.heads.items()}
+    return {"boneage_version": __version__, "created_at": now(), "format": fmt, "heads": heads, "members": entries}
 
 
 def _write(member: TrainedRun, file: Path, fmt: str) -> dict[str, Any]:
@@ -85,7 +98,7 @@ def _write(member: TrainedRun, file: Path, fmt: str) -> dict[str, Any]:
             batch = torch.export.Dim("batch")
             torch.onnx.export(
                 member.module, tuple(arguments), str(file), dynamo=True, verbose=False, external_data=False,
-                input_names=["image", "inputs"][: len(arguments)], output_names=["age"],
+                input_names=["image", "inputs"][: len(arguments)], output_names=[_output_name(member.task.names)],
                 dynamic_shapes=tuple({0: batch} for _ in arguments),
             )  # fmt: skip
         else:
@@ -95,11 +108,18 @@ def _write(member: TrainedRun, file: Path, fmt: str) -> dict[str, Any]:
         "name": member.name,
         "unit": member.unit,
         "image_input": INPUT_FORMAT,
+        "task": {"config": OmegaConf.to_container(member.config.task, resolve=True), "state": member.task.state()},
         "settings": member.settings,
         "metrics": member.metrics,
         "config_hash": member.identity()["config_hash"],
         "source": {"run_dir": str(member.run_dir), "checkpoint": str(member.checkpoint)},
     }
+
+
+def _output_name(heads: list[str]) -> str:
+    """The network's output: its head's name (an age network answers `age`), or `answers` for
+    several heads side by side (their columns are in the sidecar)."""
+    return heads[0] if len(heads) == 1 else "answers"
 
 
 def _check(members: list[TrainedRun], weights: list[float], out: Path, images: int, tolerance: float) -> dict[str, Any]:
@@ -111,7 +131,7 @@ def _check(members: list[TrainedRun], weights: list[float], out: Path, images: i
     unit = members[0].unit
     if not difference <= tolerance:
         raise ExportError(
-            f"the export differs from PyTorch by up to {difference:.2e} {unit} on {len(rows)} test images "
+            f"the export differs from PyTorch by up to {difference:.2e} {unit or ''} on {len(rows)} test images "
             f"(tolerance {tolerance:g}); it was not kept. Try format=torchscript, or report the model."
         )
     return {"images": len(rows), "max_abs_difference": difference, "tolerance": tolerance, "unit": unit}

@@ -21,12 +21,11 @@ from boneage.datamodules.images import IMAGE_SUFFIXES, ImageLimits
 from boneage.datamodules.intake import images_in_folder, set_aside_unreadable
 from boneage.evaluation.chronological import DIFFERENCE, PER_YEAR, chronological_figures, compare_with_chronological
 from boneage.evaluation.ensemble import load_members, plain, predict_members
+from boneage.evaluation.heads_trust import HeadsTrust
 from boneage.evaluation.heatmaps import write_heat_maps
 from boneage.evaluation.inference import TrainedRun
 from boneage.evaluation.ood import ood_of
-from boneage.evaluation.targets import add_prediction_sets, fit_class_calibration
 from boneage.evaluation.trust import spreads_of, trust_for
-from boneage.tasks import AgeTask
 
 
 def images_to_predict(
@@ -76,8 +75,7 @@ def predict(cfg: DictConfig) -> Path:
         unreadable.to_csv(listed, index=False)
     output.unlink(missing_ok=True)
     tta, weights = plain(cfg.tta), plain(cfg.weights)
-    task = members[0].task
-    answer = _ages(members, cfg, tta, weights) if isinstance(task, AgeTask) else _answers(members, cfg, tta, weights)
+    answer = ANSWERS[members[0].task.family](members, cfg, tta, weights)
     ood = ood_of(members, cfg.ood_quantile)
     for start in range(0, len(rows), cfg.chunk_size):
         chunk = rows.iloc[start : start + cfg.chunk_size]
@@ -87,9 +85,9 @@ def predict(cfg: DictConfig) -> Path:
         if cfg.explain:
             write_heat_maps(members[0], chunk, output.with_name(f"{output.stem}_heatmaps"))
         written.to_csv(output, mode="a", header=start == 0, index=False)
-    unit = f" ({members[0].unit})" if isinstance(task, AgeTask) else ""
+    unit = f" ({members[0].unit})" if members[0].unit else ""
     print(f"{len(rows)} predictions{unit} written to {output}")
-    if isinstance(task, AgeTask) and cfg.intervals:
+    if cfg.intervals:
         _print_development(output, cfg.intervals)
     if len(unreadable):
         print(f"{len(unreadable)} file(s) not predicted, listed with the reason in {listed}:")
@@ -123,19 +121,21 @@ def _ages(members: list[Any], cfg: DictConfig, tta: Any, weights: Any) -> Callab
 
 
 def _answers(members: list[Any], cfg: DictConfig, tta: Any, weights: Any) -> Callable[[pd.DataFrame], pd.DataFrame]:
-    """Any other task's answer: per head its value, or its class, that class's probability, every
-    class's probability (tempered with calibrate=temperature) and the conformal prediction set at
-    each of `intervals`."""
+    """Any other task's answer: per head its value, or its class, that class's probability and
+    every class's probability (tempered with calibrate=temperature), and its conformal interval or
+    prediction set at each of `intervals`."""
     task = members[0].task
-    calibration = fit_class_calibration(task, members, tta, weights, list(cfg.intervals), cfg.calibrate)
+    trust = HeadsTrust.fit(task, members, tta, weights, bool(cfg.intervals), cfg.calibrate)
 
     def answer(chunk: pd.DataFrame) -> pd.DataFrame:
-        decoded = calibration.applied(task, predict_members(members, chunk, tta, weights).combined)
-        written = pd.concat([chunk.reset_index(drop=True), task.prediction_columns(decoded)], axis=1)
-        add_prediction_sets(written, task, decoded, calibration.sets, list(cfg.intervals))
-        return written.set_axis(chunk.index)
+        columns = trust.columns(task, predict_members(members, chunk, tta, weights).combined, list(cfg.intervals))
+        return pd.concat([chunk.reset_index(drop=True), columns], axis=1).set_axis(chunk.index)
 
     return answer
+
+
+# What predict answers for each task family (Task.family).
+ANSWERS = {"age": _ages, "heads": _answers}
 
 
 def _print_development(output: Path, levels: list[float]) -> None:

@@ -1,7 +1,8 @@
 """`python -m boneage.serve run=<run>`: a REST API and a web page for a trained run or ensemble.
 
 Offline and local by default (127.0.0.1): POST /predict, POST /predict/batch, GET /health,
-GET /model, the OpenAPI spec at /openapi.json, and the page at / (drop an image, read its age).
+GET /model, the OpenAPI spec at /openapi.json, and the page at / (drop an image, read its age,
+or each head's value or class).
 """
 
 from __future__ import annotations
@@ -14,23 +15,34 @@ from omegaconf import DictConfig
 from boneage.config.cli import hydra_command
 from boneage.config.errors import ConfigError
 from boneage.datamodules.images import ImageLimits
-from boneage.evaluation.ensemble import load_members, plain, require_age_task
+from boneage.evaluation.ensemble import load_members, plain
+from boneage.evaluation.heads_trust import HeadsTrust
 from boneage.evaluation.ood import ood_of
 from boneage.evaluation.trust import trust_for
 from boneage.serving.app import create_app
-from boneage.serving.model import ServedModel
+from boneage.serving.model import AgeAnswers, HeadAnswers, ServedModel
 
 
 def build_app(cfg: DictConfig):
     """The app for the run or ensemble of `cfg`, with its limits and batching."""
     members = load_members(cfg.run, plain(cfg.ensemble), cfg.sweep)
-    require_age_task(members, "serve")
     tta, weights = plain(cfg.tta), plain(cfg.weights)
-    trust = trust_for(members, cfg, tta, weights, bool(cfg.interval))
-    model = ServedModel(members, tta, weights, trust, cfg.interval, ood_of(members, cfg.ood_quantile))
+    answers = ANSWERS[members[0].task.family](members, cfg, tta, weights)
+    model = ServedModel(members, answers, tta, weights, ood_of(members, cfg.ood_quantile))
     limits = ImageLimits(cfg.max_pixels, cfg.multi_frame)
     return create_app(model, cfg.max_upload_mb, cfg.max_batch, cfg.max_wait_ms, cfg.max_batch_files, limits,
                       cfg.decode_slots, cfg.api_key)  # fmt: skip
+
+
+# How the server answers each task family (Task.family), fitted on the validation subjects.
+ANSWERS = {
+    "age": lambda members, cfg, tta, weights: AgeAnswers(
+        trust_for(members, cfg, tta, weights, bool(cfg.interval)), cfg.interval
+    ),
+    "heads": lambda members, cfg, tta, weights: HeadAnswers(
+        HeadsTrust.fit(members[0].task, members, tta, weights, bool(cfg.interval), cfg.calibrate), cfg.interval
+    ),
+}
 
 
 def check_exposure(cfg: DictConfig) -> None:

@@ -25,7 +25,6 @@ from boneage.datamodules.transforms import build_pipeline, preprocessing
 from boneage.datamodules.validation import describe
 from boneage.datamodules.workers import worker_context, worker_setup
 from boneage.runs.records import write_atomically
-from boneage.tasks import AgeTask
 from boneage.tasks.base import Head, Task
 
 log = logging.getLogger(__name__)
@@ -62,6 +61,8 @@ class ImageDataModule(pl.LightningDataModule):
         split: SubjectSplit,
         image_size: int,
         batch_size: int,
+        *,
+        task: Task,
         num_workers: int = 4,
         pin_memory: bool | None = None,
         persistent_workers: bool = True,
@@ -82,10 +83,9 @@ class ImageDataModule(pl.LightningDataModule):
         fold: int = 0,
         seed: int = 0,
         output_dir: str | None = None,
-        task: Task | None = None,
     ) -> None:
         super().__init__()
-        self.task = task if task is not None else AgeTask()
+        self.task = task
         if on_bad_rows not in ("raise", "drop"):
             raise ConfigError(f"data.on_bad_rows must be 'raise' or 'drop', not {on_bad_rows!r}.")
         self.source = source

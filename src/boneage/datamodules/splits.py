@@ -15,7 +15,6 @@ import numpy as np
 import pandas as pd
 
 from boneage.config.errors import ConfigError
-from boneage.tasks import AgeHead
 from boneage.tasks.base import Head
 
 SETS = ("train", "val", "test")
@@ -56,10 +55,9 @@ class SubjectSplit:
                 f"data.folds must be 2 or more and data.fold in [0, folds); got {self.folds}, {self.fold}."
             )
 
-    def assign(self, table: pd.DataFrame, head: Head | None = None) -> pd.Series:
+    def assign(self, table: pd.DataFrame, head: Head) -> pd.Series:
         """The set ('train', 'val' or 'test') of every row of `table`, by its subject, stratified
-        by `head`'s strata (default: the age task's age bins)."""
-        head = head if head is not None else AgeHead()
+        by `head`'s strata (an age head's bins, a class head's classes...)."""
         strata = head.subject_strata(table[head.name], table["subject"], self.age_bin_width).sort_index()
         self._check_strata_are_populated(strata, head)
         rng = np.random.default_rng(self.seed)
@@ -97,14 +95,10 @@ class SubjectSplit:
                 self.min_subjects_per_bin, listed,
             )  # fmt: skip
             return
-        wider = (
-            f"Use wider bins (data.split.age_bin_width, now {self.age_bin_width:g})"
-            if isinstance(head, AgeHead)
-            else "Add subjects of these, merge or drop them (data.on_bad_rows=drop after marking them)"
-        )
+        remedy = head.thin_strata_remedy(self.age_bin_width)
         raise ConfigError(
             f"Strata with fewer than {self.min_subjects_per_bin} subjects cannot be stratified into "
-            f"train/val/test (subjects: {listed}). {wider}, or lower data.split.min_subjects_per_bin, or keep them "
+            f"train/val/test (subjects: {listed}). {remedy}, or lower data.split.min_subjects_per_bin, or keep them "
             "for training only (and val where they have two subjects or more): data.split.thin_strata=keep."
         )
 

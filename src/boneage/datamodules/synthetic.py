@@ -284,9 +284,9 @@ class SyntheticHands:
     def prepare(self) -> None:
         generate_once(self.folder, self._generate_into, "the demo data set")
 
-    def load(self, heads: Mapping[str, Head] | None = None) -> pd.DataFrame:
+    def load(self, heads: Mapping[str, Head]) -> pd.DataFrame:
         self.prepare()
-        return self.table(list(heads) if heads is not None else ["age"]).load(heads)
+        return self.table(list(heads)).load(heads)
 
     def _generate_into(self, folder: Path) -> None:
         rng = np.random.default_rng(self.seed)

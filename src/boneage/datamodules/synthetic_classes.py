@@ -65,9 +65,9 @@ class SyntheticClasses:
     def prepare(self) -> None:
         generate_once(self.folder, self._generate_into, "the many-class data set")
 
-    def load(self, heads: Mapping[str, Head] | None = None) -> pd.DataFrame:
+    def load(self, heads: Mapping[str, Head]) -> pd.DataFrame:
         self.prepare()
-        columns = {"image": "image", "subject": "subject"} | {name: "label" for name in heads or {"label": None}}
+        columns = {"image": "image", "subject": "subject"} | {name: "label" for name in heads}
         return TableSource(self.path, str(self.folder / "images"), columns).load(heads)
 
     def _generate_into(self, folder: Path) -> None:

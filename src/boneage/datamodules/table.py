@@ -13,7 +13,6 @@ import pandas as pd
 from boneage.config.errors import DataError
 from boneage.datamodules.sex import read_sex
 from boneage.datamodules.validation import row_problems
-from boneage.tasks import AgeHead
 from boneage.tasks.base import Head
 
 FIXED_ROLES = ("image", "subject", "sex")  # beside these, each of the task's heads is a role (age, label, ...)
@@ -45,11 +44,10 @@ class TableSource:
     def prepare(self) -> None:
         """Nothing to download or generate: the user's files are already on disk."""
 
-    def load(self, heads: Mapping[str, Head] | None = None) -> pd.DataFrame:
+    def load(self, heads: Mapping[str, Head]) -> pd.DataFrame:
         """The table as columns image (absolute path), file (as written), one per head of the
-        task (default: age), subject, sex (F/M/None), row (its number in the file), problem
+        task, subject, sex (F/M/None), row (its number in the file), problem
         (what is wrong, or None), and the table's other columns as they are."""
-        heads = heads if heads is not None else {"age": AgeHead()}
         if self.age_unit not in AGE_UNITS:
             raise DataError(f"data.source.age_unit must be one of {AGE_UNITS}, not {self.age_unit!r}.")
         raw = self._read()

@@ -14,7 +14,6 @@ from boneage.config.errors import ConfigError
 from boneage.evaluation.exported import ExportedMember, is_export, load_export
 from boneage.evaluation.inference import TrainedRun, load_run
 from boneage.runs.table import build_table, top_runs
-from boneage.tasks import AgeTask
 
 TOP_PREFIX = "top"
 
@@ -89,13 +88,3 @@ def shared_rows(members: Sequence[TrainedRun], subset: str) -> pd.DataFrame:
                 "the data and split (data.split.seed), or evaluate them on a table with data=table ..."
             )
     return rows
-
-
-def require_age_task(members: Sequence[Any], command: str) -> None:
-    """`command` (export, serve) handles age runs so far: say so for the other tasks."""
-    task = members[0].task
-    if not isinstance(task, AgeTask):
-        raise ConfigError(
-            f"{command} handles age runs so far; {members[0].name} predicts {task.names} "
-            f"({type(task).__name__}). Its predictions come from python -m boneage.predict run=<run> input=<images>."
-        )

@@ -13,11 +13,12 @@ import numpy as np
 import onnxruntime
 import pandas as pd
 import torch
+from hydra.utils import instantiate
 
 from boneage.config.errors import ConfigError
 from boneage.evaluation.inference import predict_views
 from boneage.modules.pixels import INPUT_FORMAT
-from boneage.tasks import AgeTask
+from boneage.tasks.base import Task
 
 SIDECAR = "boneage_export.json"
 
@@ -44,15 +45,16 @@ class ExportedMember:
 
     file: Path
     entry: dict[str, Any]
-    trust: dict[str, Any]  # the export's calibration and interval table (evaluation.trust.Trust)
+    trust: dict[str, Any]  # the export's calibration and interval or set tables (Trust or HeadsTrust)
 
     def __post_init__(self) -> None:
         if not self.file.is_file():
             raise ConfigError(f"{self.file} is missing from its export folder.")
-        if self.entry.get("image_input") != INPUT_FORMAT:
+        if self.entry.get("image_input") != INPUT_FORMAT or "task" not in self.entry:
             raise ConfigError(
-                f"{self.file} takes float RGB images (an export of an earlier boneage); networks now take "
-                f"{INPUT_FORMAT}. Export its run again: python -m boneage.export run={self.entry['source']['run_dir']}"
+                f"{self.file} is an export of an earlier boneage (float RGB input, no task in its sidecar); "
+                f"networks now take {INPUT_FORMAT}. Export its run again: "
+                f"python -m boneage.export run={self.entry['source']['run_dir']}"
             )
         if self.file.suffix == ".onnx":
             self._session = onnxruntime.InferenceSession(str(self.file), providers=["CPUExecutionProvider"])
@@ -64,13 +66,16 @@ class ExportedMember:
         return self.entry["name"]
 
     @property
-    def unit(self) -> str:
+    def unit(self) -> str | None:
         return self.entry["unit"]
 
     @property
-    def task(self) -> AgeTask:
-        """Exports hold age networks (boneage.export refuses the other tasks)."""
-        return AgeTask()
+    def task(self) -> Task:
+        """What the network answers: its run's task, as the sidecar describes it (its config, and
+        the classes its heads learnt)."""
+        task = instantiate(self.entry["task"]["config"])
+        task.restore(self.entry["task"]["state"])
+        return task
 
     @property
     def inputs(self) -> list[str]:

@@ -67,9 +67,10 @@ class TrainedRun:
         return f"{self.run_dir.parent.name}/{self.run_dir.name}"
 
     @property
-    def unit(self) -> str:
+    def unit(self) -> str | None:
+        """The unit of its answers, where they have one (an age run's table unit)."""
         data = RunRecord(self.run_dir).read_if_readable().get("data") or {}
-        return data.get("age_unit") or str(self.config.data.source.get("age_unit", "years"))
+        return self.task.unit(data.get("age_unit") or str(self.config.data.source.get("age_unit", "years")))
 
     @property
     def task(self) -> Task:

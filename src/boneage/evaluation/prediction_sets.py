@@ -3,7 +3,9 @@ at a chosen rate (e.g. 90%), calibrated on the run's validation images with crep
 
 The nonconformity of an image is 1 - p(its true class) (crepes' hinge); a class enters the
 set when its own nonconformity is within the validation images' quantile. Confident images
-get one class, ambiguous ones several: the set's size says how sure the model is.
+get one class, ambiguous ones several: the set's size says how sure the model is. Sets are
+not smoothed (no random tie-breaking), so an image gets the same set whichever batch it is
+predicted in, at the price of sets a little larger than the level needs.
 """
 
 from __future__ import annotations
@@ -16,17 +18,21 @@ from crepes import ConformalClassifier
 from crepes.extras import hinge
 
 
-class PredictionSets:
-    """Fitted on validation probabilities (images x classes) and true class positions."""
+def nonconformity(probabilities: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """1 - p(true class) of each image: what the sets are calibrated on."""
+    return hinge(probabilities, np.arange(probabilities.shape[1]), true)
 
-    def __init__(self, probabilities: np.ndarray, true: np.ndarray, seed: int = 0) -> None:
-        self.classifier = ConformalClassifier().fit(hinge(probabilities, np.arange(probabilities.shape[1]), true))
-        self.calibrated_on = len(true)
-        self.seed = seed
+
+class PredictionSets:
+    """Fitted on the validation images' nonconformity scores (kept, as plain numbers, by exports)."""
+
+    def __init__(self, scores: Sequence[float]) -> None:
+        self.classifier = ConformalClassifier().fit(np.asarray(scores, float))
+        self.calibrated_on = len(scores)
 
     def sets(self, probabilities: np.ndarray, level: float) -> np.ndarray:
         """A boolean (images x classes) matrix: True where the class is in the image's set."""
-        return self.classifier.predict_set(hinge(probabilities), confidence=level, seed=self.seed).astype(bool)
+        return self.classifier.predict_set(hinge(probabilities), confidence=level, smoothing=False).astype(bool)
 
     @staticmethod
     def named(sets: np.ndarray, classes: Sequence[Any]) -> list[str]:

@@ -14,13 +14,13 @@ BLENDED_KEYS = ("inputs", "weight")  # what a training batch may carry beside th
 
 
 def mix_batch(
-    batch: dict[str, torch.Tensor], lam: float, partners: torch.Tensor, task: Any = None, box: tuple | None = None
+    batch: dict[str, torch.Tensor], lam: float, partners: torch.Tensor, task: Any, box: tuple | None = None
 ) -> dict[str, torch.Tensor]:
     """Each sample blended with sample `partners[i]`: lam x own + (1 - lam) x partner's.
 
     Images (or, with `box` (top, bottom, left, right), the partner's patch pasted in: CutMix),
     table inputs, loss weights and every head's target all use the same lambda, so a mixed
-    image is labelled with what it is a blend of. Without a task the target is `age`.
+    image is labelled with what it is a blend of (each head's `blendable` targets).
     """
     mixed = dict(batch)
     image = batch["image"]
@@ -30,12 +30,9 @@ def mix_batch(
         top, bottom, left, right = box
         mixed["image"] = image.clone()
         mixed["image"][..., top:bottom, left:right] = image[partners][..., top:bottom, left:right]
-    heads = task.heads if task is not None else {"age": None}
-    for key in (*heads, *BLENDED_KEYS):
+    for key in (*task.heads, *BLENDED_KEYS):
         if key in batch:
-            value = batch[key]
-            if key in heads and heads[key] is not None and heads[key].kind == "classification":
-                value = heads[key].soft_targets(value)
+            value = task.heads[key].blendable(batch[key]) if key in task.heads else batch[key]
             mixed[key] = lam * value + (1 - lam) * value[partners].to(value.dtype)
     return mixed
 
@@ -44,7 +41,7 @@ class Mixup:
     """For a share `prob` of batches, draws lambda ~ Beta(alpha, alpha) and a random pairing.
     With both `alpha` (mixup) and `cutmix_alpha` set, each mixed batch is one or the other."""
 
-    def __init__(self, alpha: float, prob: float = 1.0, cutmix_alpha: float = 0.0, task: Any = None) -> None:
+    def __init__(self, alpha: float, prob: float, cutmix_alpha: float, task: Any) -> None:
         self.alpha = alpha
         self.prob = prob
         self.cutmix_alpha = cutmix_alpha

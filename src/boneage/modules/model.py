@@ -18,7 +18,7 @@ from boneage.modules.backbones import create_backbone, feature_width
 from boneage.modules.mixup import Mixup
 from boneage.modules.param_groups import parameter_groups
 from boneage.modules.pixels import GrayToNormalisedRGB
-from boneage.tasks import AgeTask, Task
+from boneage.tasks.base import Task
 
 STAGES = ("train", "val", "test")
 INPUT_EMBEDDING = 16  # width of the embedding of the table inputs joined to the image features
@@ -39,7 +39,7 @@ class ImageModel(pl.LightningModule):
     def __init__(
         self,
         backbone: str,
-        task: Task | None = None,
+        task: Task,
         pretrained: bool = False,
         weights: str | None = None,
         dropout: float = 0.0,
@@ -60,7 +60,7 @@ class ImageModel(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters(ignore=["task", "optimizer", "scheduler"], logger=False)
         self.pixels = GrayToNormalisedRGB()
-        self.task = task if task is not None else AgeTask()
+        self.task = task
         self.hparams["task_state"] = self.task.state()
         self.backbone = create_backbone(backbone, pretrained, weights, **(backbone_kwargs or {}))
         if grad_checkpointing:

@@ -23,7 +23,14 @@ class Task(nn.Module):
     picks the best checkpoint, stops early, steps the plateau schedule and ranks runs
     (`monitor`, better when `mode`). A task with one head logs `<stage>/<metric>`; with several,
     `<stage>/<head>/<metric>`. `stratify` names the head the split is stratified by.
+
+    `family` picks what the commands do with the task's answers, from their registries
+    (evaluate's figures, predict's columns, serve's answer): "heads" gives each head its own
+    figures, its class probabilities tempered and a prediction set or interval per head, and
+    suits any task made of these heads; "age" is bone age's clinical evaluation.
     """
+
+    family = "heads"
 
     def __init__(self, heads: Mapping[str, Head], monitor: str, mode: str, stratify: str | None = None) -> None:
         super().__init__()
@@ -40,6 +47,10 @@ class Task(nn.Module):
         if stratify not in heads:
             raise ConfigError(f"task.stratify={stratify!r} is not one of the heads {list(heads)}.")
         self.stratify = stratify
+
+    def unit(self, age_unit: str) -> str | None:
+        """The unit of the answers, where they have one (a task of ages: the table's `age_unit`)."""
+        return None
 
     @property
     def names(self) -> list[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -15,9 +14,8 @@ from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from boneage.config.errors import ConfigError, DataError
-from boneage.evaluation.plots import confusion_matrix_figure
-from boneage.modules.losses import ClassificationLoss
 from boneage.tasks.balance import balance_weights
+from boneage.tasks.losses import ClassificationLoss
 
 TOP_K_FROM = 6  # top-k accuracy is reported once there are more classes than this minus one
 
@@ -37,7 +35,8 @@ class ClassificationHead(nn.Module):
     (for class weights and logit adjustment) come from the training rows too.
     """
 
-    kind = "classification"
+    kind = "classification"  # what the sidecar and the serve page call it
+    answers_classes = True  # class probabilities: temperature scaling and prediction sets apply
 
     def __init__(
         self,
@@ -122,6 +121,10 @@ class ClassificationHead(nn.Module):
     def stratum_name(self, stratum: Any, bin_width: float | None) -> str:
         return f"{self.name} {stratum!r}"
 
+    def thin_strata_remedy(self, bin_width: float | None) -> str:
+        """What to change when a class has too few subjects to split."""
+        return "Add subjects of these classes, merge them with a neighbour, or drop their rows"
+
     def balance_weights(self, values: pd.Series, balance: Mapping[str, Any]) -> np.ndarray | None:
         """data.balance.method=sampler: each image drawn with weight count(class)^-power."""
         if balance.get("method") == "lds":
@@ -161,6 +164,10 @@ class ClassificationHead(nn.Module):
     def decode(self, outputs: torch.Tensor) -> torch.Tensor:
         """Class probabilities, one column per class."""
         return outputs.float().softmax(dim=1)
+
+    def blendable(self, targets: torch.Tensor) -> torch.Tensor:
+        """The targets as mixup blends them: class probabilities."""
+        return self.soft_targets(targets)
 
     def soft_targets(self, targets: torch.Tensor) -> torch.Tensor:
         """Class indices (-1: missing) as one-hot rows; mixed (soft) rows pass as they are."""
@@ -202,6 +209,20 @@ class ClassificationHead(nn.Module):
     def columns(self) -> list[str]:
         return [f"p_{value}" for value in self.classes]
 
+    def description(self) -> dict[str, Any]:
+        """What an export's sidecar says of the head: its kind, classes in order, output columns."""
+        return {"kind": self.kind, "classes": self.classes, "columns": self.columns()}
+
+    def answer(self, probabilities: np.ndarray) -> dict[str, Any]:
+        """serve's answer for one image: the class, its probability, and every class's."""
+        best = int(probabilities.argmax())
+        return {
+            "kind": self.kind,
+            "class": self.classes[best],
+            "probability": float(probabilities[best]),
+            "probabilities": {str(value): float(p) for value, p in zip(self.classes, probabilities, strict=True)},
+        }
+
     def prediction_columns(self, decoded: np.ndarray) -> pd.DataFrame:
         """The predicted class, its probability and every class's probability."""
         best = decoded.argmax(axis=1)
@@ -210,9 +231,9 @@ class ClassificationHead(nn.Module):
         )
         return pd.concat([table, pd.DataFrame(decoded, columns=self.columns())], axis=1)
 
-    def evaluation(self, true: pd.Series, decoded: np.ndarray, out_dir: Path, train: pd.Series) -> dict[str, Any]:
-        """Accuracy, balanced accuracy, macro-F1, top-k, per-class recall, and the confusion matrix
-        (CSV and PNG in `out_dir`) against the majority-class predictor."""
+    def evaluation(self, true: pd.Series, decoded: np.ndarray, train: pd.Series) -> dict[str, Any]:
+        """Accuracy, balanced accuracy, macro-F1, top-k and per-class recall against the
+        majority-class predictor, and the confusion matrix (true classes by row, as a table)."""
         present = true.notna().to_numpy()
         truth = self.targets(true[present])
         if (truth < 0).any():
@@ -230,9 +251,6 @@ class ClassificationHead(nn.Module):
         f1 = np.divide(2 * precision * np.nan_to_num(recall), precision + np.nan_to_num(recall),
                        out=np.zeros(n), where=(precision + np.nan_to_num(recall)) > 0)  # fmt: skip
         labels = [str(value) for value in self.classes]
-        frame = pd.DataFrame(confusion, index=pd.Index(labels, name="true"), columns=labels)
-        frame.to_csv(out_dir / f"confusion_{self.name}.csv")
-        confusion_matrix_figure(confusion, labels, out_dir / f"confusion_{self.name}.png")
         figures = {
             "n": int(present.sum()),
             "acc": float((predicted == truth).mean()),
@@ -243,6 +261,7 @@ class ClassificationHead(nn.Module):
                 label: {"n": int(support[i]), "recall": None if np.isnan(recall[i]) else float(recall[i])}
                 for i, label in enumerate(labels)
             },
+            "confusion": pd.DataFrame(confusion, index=pd.Index(labels, name="true"), columns=labels),
         }
         if n >= TOP_K_FROM:
             top = np.argsort(-probabilities, axis=1)[:, : self.top_k]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from boneage.modules.losses import ClassificationLoss
 from boneage.tasks.base import Task
 from boneage.tasks.classification import ClassificationHead
+from boneage.tasks.losses import ClassificationLoss
 
 
 class ClassifyTask(Task):

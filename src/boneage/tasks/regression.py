@@ -20,8 +20,8 @@ from torchmetrics import (
 )
 
 from boneage.config.errors import ConfigError, DataError
-from boneage.evaluation.metrics import regression_metrics
 from boneage.tasks.balance import balance_weights
+from boneage.tasks.metrics import regression_metrics
 
 # The names a task's metrics may have, and what computes each (torchmetrics, per epoch).
 METRICS = {
@@ -43,7 +43,8 @@ class RegressionHead(nn.Module):
     this head's loss. `quantiles`: the split is stratified by this many quantile bins.
     """
 
-    kind = "regression"
+    kind = "regression"  # what the sidecar and the serve page call it
+    answers_classes = False
 
     def __init__(
         self,
@@ -107,6 +108,12 @@ class RegressionHead(nn.Module):
     def stratum_name(self, stratum: Any, bin_width: float | None) -> str:
         return f"{self.name} quantile {int(stratum) + 1}"
 
+    def thin_strata_remedy(self, bin_width: float | None) -> str:
+        """What to change when a stratum has too few subjects to split."""
+        return (
+            f"Add subjects, or stratify by fewer quantile bins (the {self.name} head's quantiles, now {self.quantiles})"
+        )
+
     def balance_weights(self, values: pd.Series, balance: Mapping[str, Any]) -> np.ndarray | None:
         """data.balance: weights from how common each image's value is (bins of bin_width)."""
         return balance_weights(
@@ -129,6 +136,10 @@ class RegressionHead(nn.Module):
     def _standardised(self, outputs: torch.Tensor) -> torch.Tensor:
         decode = getattr(self.loss, "decode", None)  # a distribution loss knows how to read its bins
         return decode(outputs) if decode else outputs.squeeze(1).float()
+
+    def blendable(self, targets: torch.Tensor) -> torch.Tensor:
+        """The targets as mixup blends them: values, as they are."""
+        return targets
 
     def spread(self, outputs: torch.Tensor) -> torch.Tensor:
         """The standard deviation of the predicted distribution (loss=mean_variance only)."""
@@ -166,10 +177,18 @@ class RegressionHead(nn.Module):
     def columns(self) -> list[str]:
         return [self.name]
 
+    def description(self) -> dict[str, Any]:
+        """What an export's sidecar says of the head: its kind and output column."""
+        return {"kind": self.kind, "columns": self.columns()}
+
+    def answer(self, values: np.ndarray) -> dict[str, Any]:
+        """serve's answer for one image: the value."""
+        return {"kind": self.kind, "value": float(values[0])}
+
     def prediction_columns(self, decoded: np.ndarray) -> pd.DataFrame:
         return pd.DataFrame({f"predicted_{self.name}": decoded[:, 0]})
 
-    def evaluation(self, true: pd.Series, decoded: np.ndarray, out_dir: Any, train: pd.Series) -> dict[str, Any]:
+    def evaluation(self, true: pd.Series, decoded: np.ndarray, train: pd.Series) -> dict[str, Any]:
         """MAE, RMSE, bias, R2 and the three correlations image quality is judged by."""
         present = true.notna().to_numpy()
         truth, predicted = true.to_numpy(float)[present], decoded[present, 0]

@@ -1,0 +1,61 @@
+"""The package's layers: each part imports only from its own layer or those below, so that a
+task, a network or a data module can be used (and tested) without the commands above it."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "boneage"
+COMMANDS = {"train", "evaluate", "predict", "export", "serve", "report", "resume", "tune", "bench", "gpu_check"}
+LAYERS = [  # lowest first
+    {"", "config.errors"},  # the version and the errors every layer raises
+    {"tasks"},  # what a model predicts: heads, losses, metrics
+    {"runtime"},
+    {"runs"},
+    {"modules", "datamodules"},
+    {"config"},  # composing a run from its config: above what it builds
+    {"evaluation"},
+    {"callbacks"},
+    {"serving"},
+    COMMANDS,
+]
+
+
+def part_of(module: str) -> str:
+    """The layer key of a module path inside the package: 'config.errors', else its first part."""
+    parts = [part for part in module.split(".")[1:] if part != "__init__"]
+    if parts[:2] == ["config", "errors"]:
+        return "config.errors"
+    return parts[0] if parts else ""
+
+
+def layer_of(part: str) -> int:
+    return next(index for index, parts in enumerate(LAYERS) if part in parts)
+
+
+def imports_of(file: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(file.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("boneage"):
+            found.append(node.module)
+        elif isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names if alias.name.startswith("boneage")]
+    return found
+
+
+def test_no_module_imports_from_a_layer_above_its_own():
+    upward = []
+    for file in PACKAGE.rglob("*.py"):
+        here = part_of(".".join(("boneage", *file.relative_to(PACKAGE).with_suffix("").parts)))
+        for imported in imports_of(file):
+            if layer_of(part_of(imported)) > layer_of(here):
+                upward.append(f"{file.relative_to(PACKAGE)} imports {imported}")
+    assert not upward, "\n".join(upward)
+
+
+def test_the_layer_check_sees_an_upward_import(tmp_path):
+    """The check above would catch a task that reached up into the evaluation (as tasks once did)."""
+    file = tmp_path / "head.py"
+    file.write_text("from boneage.evaluation.plots import confusion_matrix_figure\n")
+    assert layer_of(part_of(imports_of(file)[0])) > layer_of(part_of("boneage.tasks.classification"))
