@@ -67,7 +67,9 @@ def build_group(cfg, group: str) -> None:
     if group == "averaging":
         instantiate(cfg.callbacks.averaging)
         return
-    module = instantiate(cfg.module, task=instantiate(cfg.task))
+    task = instantiate(cfg.task)
+    task.restore({name: {"classes": ["a", "b"]} for name in task.names})  # as a checkpoint's classes would
+    module = instantiate(cfg.module, task=task)
     if group in ("optimizer", "scheduler"):
         module.trainer = SimpleNamespace(estimated_stepping_batches=100, max_epochs=10)  # the schedule's length
         module.configure_optimizers()
@@ -97,6 +99,8 @@ def test_every_experiment_composes_with_every_option_and_keeps_other_options_key
                     OmegaConf.update(cfg, "model.kwargs", {}, merge=False)
                     build_group(cfg, group)
             except Exception as error:
+                if group == "loss" and "ConfigError" in str(error) and "loss must be a" in str(error):
+                    continue  # a loss of the other kind than the task's heads: refused, by name
                 broken.append(f"experiment={experiment} {group}={option}: {type(error).__name__}: {error}")
     assert not broken, "\n".join(broken)
 
@@ -133,7 +137,7 @@ def test_cli_help_lists_the_config_groups(tmp_path, data_dir):
     for line in (
         "convnext_tiny, efficientnet_b0",
         "loss: class_weighted, cross_entropy, cross_entropy_smooth, focal, focal_effective, huber, logit_adjusted, mae",
-        "task: age, classify, multitask, score",
+        "task: age, classify, multitask, ordinal, score",
         "trainer: cpu, ddp",
         "averaging: ema, swa, swa_late",
     ):

@@ -99,6 +99,13 @@ def test_an_ordinal_head_costs_a_distant_class_more_than_a_neighbouring_one_of_t
         OrdinalHead([])
 
 
+def test_a_loss_of_the_other_kind_than_its_head_is_refused_by_name():
+    with pytest.raises(ConfigError, match=r"classification head's loss must be a classification loss.*not L1Loss"):
+        ClassifyTask(loss=torch.nn.L1Loss(reduction="none"))
+    with pytest.raises(ConfigError, match=r"regression head's loss must be a regression loss.*not ClassificationLoss"):
+        ScoreTask(loss=ClassificationLoss())
+
+
 def test_losses_named_by_their_former_path_in_an_earlier_runs_config_still_load():
     loss = instantiate({"_target_": "boneage.modules.losses.FocalLoss", "gamma": 1.5})
     assert isinstance(loss, FocalLoss) and loss.gamma == 1.5

@@ -81,6 +81,7 @@ def measure_loader(cfg: DictConfig) -> list[dict[str, Any]]:
     for cache, workers, size in settings:
         datamodule = build(
             cfg.data,
+            task=build(cfg.task),
             cache=cache,
             image_size=size,
             num_workers=workers,

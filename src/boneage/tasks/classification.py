@@ -48,6 +48,11 @@ class ClassificationHead(nn.Module):
         name: str = "label",
     ) -> None:
         super().__init__()
+        if loss is not None and not isinstance(loss, ClassificationLoss):
+            raise ConfigError(
+                f"A classification head's loss must be a classification loss (loss=cross_entropy, class_weighted, "
+                f"focal or logit_adjusted), not {type(loss).__name__}."
+            )
         self.name = name
         self.loss = loss if loss is not None else ClassificationLoss()
         self.weight = weight

@@ -21,6 +21,7 @@ from torchmetrics import (
 
 from boneage.config.errors import ConfigError, DataError
 from boneage.tasks.balance import balance_weights
+from boneage.tasks.losses import ClassificationLoss
 from boneage.tasks.metrics import regression_metrics
 
 # The names a task's metrics may have, and what computes each (torchmetrics, per epoch).
@@ -56,6 +57,11 @@ class RegressionHead(nn.Module):
         name: str = "score",
     ) -> None:
         super().__init__()
+        if isinstance(loss, ClassificationLoss):
+            raise ConfigError(
+                f"A regression head's loss must be a regression loss (loss=mae, mse, huber, smooth_l1 or "
+                f"mean_variance), not {type(loss).__name__}."
+            )
         unknown = set(metrics) - set(METRICS)
         if unknown:
             raise ConfigError(f"Unknown regression metric(s) {sorted(unknown)}; known: {sorted(METRICS)}.")
