@@ -366,6 +366,7 @@ def exported_and_served_as_the_run_predicts(
     }
     for name, head in task.heads.items():
         assert sidecar["heads"][name].get("classes") == getattr(head, "classes", None)
+        assert sidecar["heads"][name]["unit"] == ("years" if name == "age" else None)  # a multi-task age head's
     from_export = tmp_path / "from_export.csv"
     predict(compose_app("predict", [f"run={exported}", f"input={images}", f"output={from_export}"]))
     from_run = predicted.drop(columns=["ood_score", "ood_flag"])  # an export has no feature extractor to flag with

@@ -83,7 +83,7 @@ def _write_all(members: list[TrainedRun], weights: list[float], out: Path, fmt: 
         for member, file, weight in zip(members, files, weights, strict=True)
     ]
     task = members[0].task
-    heads = {name: head.description() | {"unit": members[0].unit} for name, head in task.heads.items()}
+    heads = {name: head.description() | {"unit": head.unit(members[0].age_unit)} for name, head in task.heads.items()}
     return {"boneage_version": __version__, "created_at": now(), "format": fmt, "heads": heads, "members": entries}
 
 

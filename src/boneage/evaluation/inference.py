@@ -69,8 +69,13 @@ class TrainedRun:
     @property
     def unit(self) -> str | None:
         """The unit of its answers, where they have one (an age run's table unit)."""
+        return self.task.unit(self.age_unit)
+
+    @property
+    def age_unit(self) -> str:
+        """The unit of the ages in its table (what an age head answers in)."""
         data = RunRecord(self.run_dir).read_if_readable().get("data") or {}
-        return self.task.unit(data.get("age_unit") or str(self.config.data.source.get("age_unit", "years")))
+        return data.get("age_unit") or str(self.config.data.source.get("age_unit", "years"))
 
     @property
     def task(self) -> Task:

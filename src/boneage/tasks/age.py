@@ -42,6 +42,9 @@ class AgeHead(RegressionHead):
     def stratum_name(self, stratum: Any, bin_width: float | None) -> str:
         return f"[{stratum * bin_width:g}, {(stratum + 1) * bin_width:g})"
 
+    def unit(self, age_unit: str) -> str | None:
+        return age_unit
+
     def thin_strata_remedy(self, bin_width: float | None) -> str:
         return f"Use wider bins (data.split.age_bin_width, now {bin_width:g})"
 
@@ -53,9 +56,6 @@ class AgeTask(Task):
 
     def __init__(self, loss: nn.Module | None = None, monitor: str = "val/mae", mode: str = "min") -> None:
         super().__init__({"age": AgeHead(loss)}, monitor, mode)
-
-    def unit(self, age_unit: str) -> str | None:
-        return age_unit
 
     def summary_columns(self) -> list[tuple[str, str]]:
         return [("MAE", "mae"), ("RMSE", "rmse"), ("Pearson r", "pearson")]

@@ -49,8 +49,8 @@ class Task(nn.Module):
         self.stratify = stratify
 
     def unit(self, age_unit: str) -> str | None:
-        """The unit of the answers, where they have one (a task of ages: the table's `age_unit`)."""
-        return None
+        """The unit of the answers, where a task of one head has one (an age: the table's `age_unit`)."""
+        return next(iter(self.heads.values())).unit(age_unit) if len(self.heads) == 1 else None
 
     @property
     def names(self) -> list[str]:

@@ -214,6 +214,10 @@ class ClassificationHead(nn.Module):
     def columns(self) -> list[str]:
         return [f"p_{value}" for value in self.classes]
 
+    def unit(self, age_unit: str) -> str | None:
+        """Classes have no unit."""
+        return None
+
     def description(self) -> dict[str, Any]:
         """What an export's sidecar says of the head: its kind, classes in order, output columns."""
         return {"kind": self.kind, "classes": self.classes, "columns": self.columns()}

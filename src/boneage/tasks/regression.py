@@ -183,6 +183,10 @@ class RegressionHead(nn.Module):
     def columns(self) -> list[str]:
         return [self.name]
 
+    def unit(self, age_unit: str) -> str | None:
+        """The unit of its values, where boneage knows one (an age head: the table's `age_unit`)."""
+        return None
+
     def description(self) -> dict[str, Any]:
         """What an export's sidecar says of the head: its kind and output column."""
         return {"kind": self.kind, "columns": self.columns()}
