@@ -37,7 +37,8 @@ class ImageDataset(Dataset):
         cache: CachedImages | None = None,
     ) -> None:
         self.images = table["image"].tolist()
-        self.targets = {name: torch.as_tensor(values) for name, values in (targets or {}).items()}
+        # copied: pandas hands out read-only arrays, which torch warns of on every run
+        self.targets = {name: torch.tensor(values) for name, values in (targets or {}).items()}
         self.pipeline = pipeline
         self.augmentation_seed = augmentation_seed
         self.inputs = None if inputs is None or inputs.shape[1] == 0 else torch.as_tensor(inputs)
