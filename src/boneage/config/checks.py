@@ -61,14 +61,16 @@ def warn_of_settings_longer_than_the_run(cfg: DictConfig) -> None:
     early_stopping = cfg.callbacks.get("early_stopping") or {}
     swa_start = averaging.get("swa_epoch_start")
     too_long = {
-        "scheduler.scheduler.patience": (schedule.get("patience"), "the lr is never reduced"),
+        "scheduler.scheduler.patience": (schedule.get("patience"),
+                                         "the lr is never reduced (as a constant lr: what a short run needs)"),
         "callbacks.averaging.swa_epoch_start": (swa_start if swa_start and swa_start >= 1 else None,
                                                 "weight averaging never starts"),
         "callbacks.early_stopping.patience": (early_stopping.get("patience"), "early stopping never stops the run"),
     }  # fmt: skip
     for key, (value, consequence) in too_long.items():
         if value is not None and value >= epochs:
-            log.warning("%s=%s is not below trainer.max_epochs=%d: %s. Lower it.", key, value, epochs, consequence)
+            log.warning("%s=%s is not below trainer.max_epochs=%d: %s. Lower it to have it act.", key, value, epochs,
+                        consequence)  # fmt: skip
 
 
 def read_checkpoint(path: str) -> dict[str, Any]:
