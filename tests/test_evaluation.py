@@ -276,6 +276,10 @@ def test_onnx_export_of_an_ensemble_reproduces_it_and_predict_and_serve_run_from
     assert [m["weight"] for m in sidecar["members"]] == [0.75, 0.25]
     assert sidecar["check"]["max_abs_difference"] <= 1e-3 and sidecar["check"]["images"] > 0
     assert [m["settings"]["image_size"] for m in sidecar["members"]] == [32, 40]
+    age = sidecar["heads"]["age"]
+    assert age["kind"] == "regression" and age["unit"] == "years" and age["calibration"] is None
+    assert age["conformal"] == {"kind": "interval", "calibrated_on": len(sidecar["trust"]["residuals"]),
+                                "grouped_by": None, "scaled_by": None}  # fmt: skip
 
     folder = copy_test_images(two_runs[0], tmp_path / "new", 6)
     from_runs, from_export = tmp_path / "runs.csv", tmp_path / "export.csv"

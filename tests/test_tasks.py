@@ -367,6 +367,10 @@ def exported_and_served_as_the_run_predicts(
     for name, head in task.heads.items():
         assert sidecar["heads"][name].get("classes") == getattr(head, "classes", None)
         assert sidecar["heads"][name]["unit"] == ("years" if name == "age" else None)  # a multi-task age head's
+        described, classes = sidecar["heads"][name], head.answers_classes
+        assert described["conformal"]["kind"] == ("set" if classes else "interval")
+        assert described["conformal"]["calibrated_on"] > 0
+        assert (described["calibration"] or {}).get("kind") == ("temperature" if classes else None)
     from_export = tmp_path / "from_export.csv"
     predict(compose_app("predict", [f"run={exported}", f"input={images}", f"output={from_export}"]))
     from_run = predicted.drop(columns=["ood_score", "ood_flag"])  # an export has no feature extractor to flag with

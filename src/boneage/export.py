@@ -53,7 +53,10 @@ def export(cfg: DictConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     try:
         sidecar = _write_all(members, weights, out, cfg.format)
-        sidecar["trust"] = TRUSTS[members[0].task.family](members, cfg, weights)
+        trust = TRUSTS[members[0].task.family](members, cfg, weights)
+        sidecar["trust"] = trust.as_dict()
+        for name, fitted in trust.by_head(members[0].task).items():
+            sidecar["heads"][name] |= fitted
         (out / SIDECAR).write_text(json.dumps(sidecar, indent=2))  # the check loads the export as a user would
         sidecar["check"] = _check(members, weights, out, cfg.check_images, cfg.tolerance)
     except BaseException:
@@ -68,10 +71,10 @@ def export(cfg: DictConfig) -> Path:
 
 # The calibration and interval or set tables an export stores, by task family (Task.family).
 TRUSTS = {
-    "age": lambda members, cfg, weights: trust_for(members, cfg, "none", weights).as_dict(),
+    "age": lambda members, cfg, weights: trust_for(members, cfg, "none", weights),
     "heads": lambda members, cfg, weights: HeadsTrust.fit(
         members[0].task, members, "none", weights, intervals=True, calibrate=cfg.calibrate
-    ).as_dict(),
+    ),
 }
 
 

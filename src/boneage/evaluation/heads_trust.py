@@ -133,3 +133,17 @@ class HeadsTrust:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def by_head(self, task: Task) -> dict[str, dict[str, Any]]:
+        """What the sidecar says of each head's calibration and conformal table (the tables: `as_dict`)."""
+        described = {}
+        for name in task.names:
+            temperature = self.temperatures.get(name)
+            table = self.set_scores.get(name) or self.residuals.get(name)
+            described[name] = {
+                "calibration": {"kind": "temperature", "temperature": temperature} if temperature else None,
+                "conformal": {"kind": "set" if name in self.set_scores else "interval", "calibrated_on": len(table)}
+                if table
+                else None,
+            }
+        return described

@@ -77,6 +77,16 @@ class Trust:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def by_head(self, task: Any) -> dict[str, dict[str, Any]]:
+        """What the sidecar says of the age head's calibration and intervals (the tables: `as_dict`)."""
+        (name,) = task.names
+        linear = (self.slope, self.intercept) != (1.0, 0.0)
+        return {name: {
+            "calibration": {"kind": "linear", "slope": self.slope, "intercept": self.intercept} if linear else None,
+            "conformal": {"kind": "interval", "calibrated_on": len(self.residuals), "grouped_by": self.by,
+                          "scaled_by": self.scale} if self.residuals else None,
+        }}  # fmt: skip
+
 
 def fit_trust(
     true: Sequence[float],
