@@ -23,7 +23,7 @@ from boneage.datamodules.intake import set_aside_unreadable
 from boneage.datamodules.validation import describe
 from boneage.evaluation.chronological import chronological_figures, compare_with_chronological
 from boneage.evaluation.ensemble import load_members, plain, predict_members, shared_test_rows
-from boneage.evaluation.heads_trust import HeadsTrust
+from boneage.evaluation.heads_trust import heads_trust_for
 from boneage.evaluation.heatmaps import heat_map_grid
 from boneage.evaluation.inference import TrainedRun
 from boneage.evaluation.markdown import write_markdown
@@ -61,7 +61,7 @@ def _evaluate_heads(
     task = members[0].task
     tta, weights, levels = plain(cfg.tta), plain(cfg.weights), list(cfg.intervals)
     raw = predict_members(members, rows, tta, weights).combined
-    trust = HeadsTrust.fit(task, members, tta, weights, bool(levels), cfg.calibrate)
+    trust = heads_trust_for(members, cfg, tta, weights, bool(levels))
     train = members[0].rows_of("train")
     predictions, metrics, plots = evaluate_targets(task, rows, raw, train, out, trust, levels)
     if (temperatures := trust.temperature_scaling) is not None:

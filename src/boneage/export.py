@@ -26,7 +26,7 @@ from boneage.config.errors import ConfigError, ExportError
 from boneage.config.resolvers import unique_dir
 from boneage.evaluation.ensemble import load_members, plain, predict_members, shared_test_rows
 from boneage.evaluation.exported import SIDECAR, load_export
-from boneage.evaluation.heads_trust import HeadsTrust
+from boneage.evaluation.heads_trust import heads_trust_for
 from boneage.evaluation.inference import TrainedRun
 from boneage.evaluation.trust import trust_for
 from boneage.modules.pixels import INPUT_FORMAT
@@ -72,9 +72,7 @@ def export(cfg: DictConfig) -> Path:
 # The calibration and interval or set tables an export stores, by task family (Task.family).
 TRUSTS = {
     "age": lambda members, cfg, weights: trust_for(members, cfg, "none", weights),
-    "heads": lambda members, cfg, weights: HeadsTrust.fit(
-        members[0].task, members, "none", weights, intervals=True, calibrate=cfg.calibrate
-    ),
+    "heads": lambda members, cfg, weights: heads_trust_for(members, cfg, "none", weights, intervals=True),
 }
 
 

@@ -21,7 +21,7 @@ from boneage.datamodules.images import IMAGE_SUFFIXES, ImageLimits
 from boneage.datamodules.intake import images_in_folder, set_aside_unreadable
 from boneage.evaluation.chronological import DIFFERENCE, PER_YEAR, chronological_figures, compare_with_chronological
 from boneage.evaluation.ensemble import load_members, plain, predict_members
-from boneage.evaluation.heads_trust import HeadsTrust
+from boneage.evaluation.heads_trust import heads_trust_for
 from boneage.evaluation.heatmaps import write_heat_maps
 from boneage.evaluation.inference import TrainedRun
 from boneage.evaluation.ood import ood_of
@@ -125,7 +125,7 @@ def _answers(members: list[Any], cfg: DictConfig, tta: Any, weights: Any) -> Cal
     every class's probability (tempered with calibrate=temperature), and its conformal interval or
     prediction set at each of `intervals`."""
     task = members[0].task
-    trust = HeadsTrust.fit(task, members, tta, weights, bool(cfg.intervals), cfg.calibrate)
+    trust = heads_trust_for(members, cfg, tta, weights, bool(cfg.intervals))
 
     def answer(chunk: pd.DataFrame) -> pd.DataFrame:
         columns = trust.columns(task, predict_members(members, chunk, tta, weights).combined, list(cfg.intervals))

@@ -16,7 +16,7 @@ from boneage.config.cli import hydra_command
 from boneage.config.errors import ConfigError
 from boneage.datamodules.images import ImageLimits
 from boneage.evaluation.ensemble import load_members, plain
-from boneage.evaluation.heads_trust import HeadsTrust
+from boneage.evaluation.heads_trust import heads_trust_for
 from boneage.evaluation.ood import ood_of
 from boneage.evaluation.trust import trust_for
 from boneage.serving.app import create_app
@@ -40,7 +40,7 @@ ANSWERS = {
         trust_for(members, cfg, tta, weights, bool(cfg.interval)), cfg.interval
     ),
     "heads": lambda members, cfg, tta, weights: HeadAnswers(
-        HeadsTrust.fit(members[0].task, members, tta, weights, bool(cfg.interval), cfg.calibrate), cfg.interval
+        heads_trust_for(members, cfg, tta, weights, bool(cfg.interval)), cfg.interval
     ),
 }
 

@@ -147,3 +147,18 @@ class HeadsTrust:
                 else None,
             }
         return described
+
+
+AGE_ONLY_KEYS = ("intervals_by", "intervals_scale")  # Mondrian groups and spreads: bone age's intervals
+
+
+def heads_trust_for(members: Sequence[Any], settings: Any, tta: Any, weights: Any, intervals: bool) -> HeadsTrust:
+    """HeadsTrust.fit for the members' task with a command's own keys (calibrate); the keys of bone
+    age's intervals are refused by name rather than ignored."""
+    for key in AGE_ONLY_KEYS:
+        if settings.get(key) is not None:
+            raise ConfigError(
+                f"{key}={settings.get(key)} shapes bone age's intervals; a {type(members[0].task).__name__} run's "
+                f"intervals and prediction sets take neither: leave {key} null."
+            )
+    return HeadsTrust.fit(members[0].task, members, tta, weights, intervals, settings.calibrate)
