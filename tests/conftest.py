@@ -13,6 +13,19 @@ from omegaconf import DictConfig, open_dict
 
 from tests.helpers import CONF_DIR
 
+# The longest files first (measured with --durations): the two test processes take whole files in
+# collection order, and the SLURM and unattended files, collected last by name, made the suite end
+# with one process busy and the other idle.
+LONGEST_FIRST = ("test_slurm.py", "test_unattended.py", "test_tasks.py", "test_sweeps.py", "test_training.py",
+                 "test_faults.py", "test_techniques.py", "test_evaluation.py", "test_bench.py", "test_package.py",
+                 "test_multinode.py", "test_schedulers.py", "test_serve_hostile.py", "test_serve.py")  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Files in LONGEST_FIRST order, then the rest; each file's tests keep their order."""
+    rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
 
 @pytest.fixture(scope="session")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
