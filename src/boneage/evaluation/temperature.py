@@ -87,13 +87,6 @@ class Temperatures:
     def __init__(self, by_head: Mapping[str, float]) -> None:
         self.by_head = dict(by_head)
 
-    @classmethod
-    def fit(cls, per_head: Mapping[str, np.ndarray], truths: Mapping[str, np.ndarray]) -> Temperatures:
-        """`per_head`: each classification head's validation probabilities; `truths`: the true class
-        positions (-1 where the image has no label for that head)."""
-        return cls({name: fit_temperature(per_head[name][truth >= 0], truth[truth >= 0])
-                    for name, truth in truths.items() if (truth >= 0).any()})  # fmt: skip
-
     def apply(self, per_head: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {name: tempered(values, self.by_head[name]) if name in self.by_head else values
                 for name, values in per_head.items()}  # fmt: skip
