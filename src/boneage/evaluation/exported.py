@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -69,10 +70,10 @@ class ExportedMember:
     def unit(self) -> str | None:
         return self.entry["unit"]
 
-    @property
+    @cached_property
     def task(self) -> Task:
         """What the network answers: its run's task, as the sidecar describes it (its config, and
-        the classes its heads learnt)."""
+        the classes its heads learnt); built once, not for every batch served."""
         task = instantiate(self.entry["task"]["config"])
         task.restore(self.entry["task"]["state"])
         return task

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -75,9 +76,15 @@ class HeadsTrust:
     def temperature_scaling(self) -> Temperatures | None:
         return Temperatures(self.temperatures) if self.temperatures else None
 
-    @property
+    @cached_property
     def sets(self) -> dict[str, PredictionSets]:
+        """Each class head's prediction sets, fitted once from its scores (not for every batch)."""
         return {name: PredictionSets(scores) for name, scores in self.set_scores.items()}
+
+    @cached_property
+    def regressors(self) -> dict[str, ConformalRegressor]:
+        """Each value head's conformal regressor, fitted once from its residuals."""
+        return {name: ConformalRegressor().fit(np.asarray(values)) for name, values in self.residuals.items()}
 
     def tempered(self, per_head: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return Temperatures(self.temperatures).apply(per_head)
@@ -88,7 +95,7 @@ class HeadsTrust:
 
     def bounds(self, name: str, values: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]:
         """The `level` conformal interval around each of a value head's predictions."""
-        interval = ConformalRegressor().fit(np.asarray(self.residuals[name])).predict_int(values, confidence=level)
+        interval = self.regressors[name].predict_int(values, confidence=level)
         return interval[:, 0], interval[:, 1]
 
     def columns(self, task: Task, decoded: np.ndarray, levels: Sequence[float]) -> pd.DataFrame:
