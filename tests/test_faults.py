@@ -248,6 +248,25 @@ def test_loader_workers_and_their_fork_server_outlive_the_signals_a_scheduler_se
     assert sum(len(batch) for batch in loader) == 64  # the next epoch, from the same workers
 
 
+HOLDS_A_LOADER_AT_EXIT = """
+from torch.utils.data import DataLoader
+from boneage.datamodules.workers import worker_context, worker_setup
+if __name__ == "__main__":
+    loader = DataLoader(list(range(64)), batch_size=8, num_workers=2, persistent_workers=True,
+                        multiprocessing_context=worker_context("forkserver"), worker_init_fn=worker_setup())
+    print(sum(len(batch) for batch in loader))
+"""
+
+
+@pytest.mark.slow
+def test_a_script_still_holding_a_loader_with_workers_exits(tmp_path):
+    """Workers ignore SIGTERM, which is how multiprocessing ends them at exit: the script waited forever."""
+    script = tmp_path / "script.py"
+    script.write_text(HOLDS_A_LOADER_AT_EXIT)
+    finished = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert finished.returncode == 0 and finished.stdout.strip() == "64", finished.stderr[-2000:]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("kill_signal", [signal.SIGKILL, signal.SIGTERM])
 def test_a_killed_run_resumes_in_place_and_ends_as_if_never_stopped(tmp_path, data_dir, uninterrupted, kill_signal):

@@ -22,6 +22,7 @@ server ignore both; the training process stops them, or they end with it.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import multiprocessing
 import os
@@ -41,6 +42,8 @@ PRELOADED = ["boneage.datamodules.dataset", "boneage.datamodules.fork_server"]
 def worker_context(method: str | None) -> BaseContext | None:
     """The multiprocessing context loader workers start from (None: the platform default)."""
     start_resource_tracker_deaf_to_time_limits()
+    atexit.unregister(kill_workers_left_at_exit)  # registered once, and after multiprocessing's own
+    atexit.register(kill_workers_left_at_exit)
     if method is None:
         return None
     if method not in multiprocessing.get_all_start_methods():
@@ -51,6 +54,15 @@ def worker_context(method: str | None) -> BaseContext | None:
     if method == "forkserver":
         start_fork_server()
     return multiprocessing.get_context(method)
+
+
+def kill_workers_left_at_exit() -> None:
+    """At exit multiprocessing ends the daemonic processes still running (loader workers) with
+    SIGTERM, which workers ignore, and then waits for them: a script still holding a loader hung
+    at exit. Workers keep nothing worth an orderly end, so they are killed first."""
+    for child in multiprocessing.active_children():
+        if child.daemon:
+            child.kill()
 
 
 def start_fork_server() -> None:
