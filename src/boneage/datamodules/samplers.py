@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from boneage.datamodules.handover import ImageSlots
 from boneage.runtime.seeding import derived_seed
 
 
@@ -76,21 +77,36 @@ class ShardSampler(Sampler[int]):
 
 class EpochLoader(DataLoader):
     """A DataLoader whose iteration (and its workers' prefetching) starts at the first batch
-    asked for, not when the iterator is created."""
+    asked for, not when the iterator is created; its workers hand images over through reused
+    shared memory (see handover.py), so it collates its batches itself."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._slots: ImageSlots | None = None
 
     def __iter__(self) -> Iterator:
-        return _StartedOnFirstBatch(lambda: super(EpochLoader, self).__iter__())
+        return _StartedOnFirstBatch(self._start)
+
+    def _start(self) -> tuple[Iterator, ImageSlots | None]:
+        if self.num_workers == 0:
+            return super().__iter__(), None
+        if self._slots is None or not self.persistent_workers:  # one table per set of workers
+            self._slots = self.collate_fn = ImageSlots(self.num_workers, self.prefetch_factor + 1, self.pin_memory)
+        self._slots.next_iteration()
+        return super().__iter__(), self._slots
 
 
 class _StartedOnFirstBatch:
-    def __init__(self, start: Callable[[], Iterator]) -> None:
+    def __init__(self, start: Callable[[], tuple[Iterator, ImageSlots | None]]) -> None:
         self._start = start
         self._iterator: Iterator | None = None
+        self._slots: ImageSlots | None = None
 
     def __iter__(self) -> _StartedOnFirstBatch:
         return self
 
     def __next__(self):
         if self._iterator is None:
-            self._iterator = self._start()
-        return next(self._iterator)
+            self._iterator, self._slots = self._start()
+        batch = next(self._iterator)
+        return self._slots.receive(batch) if self._slots else batch
