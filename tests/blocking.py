@@ -40,12 +40,16 @@ class CrashOnRank(A.ImageOnlyTransform):
 
 
 class Pause(A.ImageOnlyTransform):
-    """Takes `seconds` per image, as a slow network share does: an epoch long enough to stop mid-run."""
+    """Takes `seconds` per image, as a slow network share does: an epoch long enough to stop mid-run.
+    `first_start_only`: only in a SLURM job's first start (SLURM_RESTART_COUNT unset or 0), so that
+    a requeued start finishes quickly."""
 
-    def __init__(self, seconds: float = 0.02, p: float = 1.0) -> None:
+    def __init__(self, seconds: float = 0.02, first_start_only: bool = False, p: float = 1.0) -> None:
         super().__init__(p=p)
         self.seconds = seconds
+        self.first_start_only = first_start_only
 
     def apply(self, img, **params):
-        time.sleep(self.seconds)
+        if not self.first_start_only or int(os.environ.get("SLURM_RESTART_COUNT", 0)) == 0:
+            time.sleep(self.seconds)
         return img

@@ -163,10 +163,12 @@ def test_a_requeued_job_continues_from_its_last_checkpoint_and_ends_as_if_never_
 @pytest.mark.slow
 def test_a_job_that_reaches_its_time_limit_is_requeued_and_finishes(cluster, tmp_path, data_dir):
     """A 2-minute limit, submitit's signal 30 s before it. SLURM may send the signal up to 60 s
-    early, so a start trains for 30 to 90 s: 40 slow epochs need more than one start, and no
-    signal comes before submitit's handler is in place. Up to 10 requeues, for a loaded machine."""
+    early, so a start trains for 30 to 90 s, and no signal comes before submitit's handler is in
+    place. The first start's 40 epochs take over 3 minutes (slow images), so it reaches its limit;
+    the images are quick once requeued, so the later start ends in seconds. Up to 10 requeues."""
     sweep_dir = tmp_path / "timeout"
-    limited = [*SLOW_DETERMINISTIC, "trainer.max_epochs=40", "hydra.launcher.timeout_min=2",
+    limited = [*SLOW_DETERMINISTIC, "trainer.max_epochs=40", "data.augment.pause.seconds=0.1",
+               "+data.augment.pause.first_start_only=true", "hydra.launcher.timeout_min=2",
                "hydra.launcher.signal_delay_s=30", "hydra.launcher.max_num_timeout=10"]  # fmt: skip
     with RequeueDelaySkipped():
         process = sweep(limited, sweep_dir, data_dir)
