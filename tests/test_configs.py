@@ -75,11 +75,30 @@ def build_group(cfg, group: str) -> None:
         module.configure_optimizers()
 
 
+def sets_combined_groups(experiment: str) -> bool:
+    """Whether the experiment's own file sets a combined group or its keys, or the task (which decides
+    the losses and heads). One that does not (a sweep of its parent's keys) composes there as its parent."""
+    own = OmegaConf.load(CONF_DIR / "experiment" / f"{experiment}.yaml")
+    defaults = OmegaConf.to_container(own).get("defaults", [])
+    chosen = {name.removeprefix("override /") for entry in defaults if isinstance(entry, dict) for name in entry}
+    packages = {PACKAGE.get(group, group) for group in COMBINED_GROUPS}
+    return bool(chosen & {*COMBINED_GROUPS, "task"}) or any(
+        OmegaConf.select(own, package) is not None for package in packages
+    )
+
+
 @pytest.mark.parametrize(
     "experiment",
     # Each experiment alone composes in the fast tier (test_every_other_group_option_composes_and_resolves);
     # its product with every option of every group is a few seconds each, so it runs with the full suite.
-    ["none", *(pytest.param(experiment, marks=pytest.mark.slow) for experiment in group_options("experiment"))],
+    [
+        "none",
+        *(
+            pytest.param(name, marks=pytest.mark.slow)
+            for name in group_options("experiment")
+            if sets_combined_groups(name)
+        ),
+    ],
 )
 def test_every_experiment_composes_with_every_option_and_keeps_other_options_keys_out(
     compose_plain, option_keys, experiment
