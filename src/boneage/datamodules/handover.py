@@ -1,8 +1,8 @@
 """How loader workers hand batches to the training process: images through reused shared memory.
 
 A DataLoader worker puts each batch in new shared memory, which the kernel maps and zeroes page
-by page, and passes each tensor of it as a file descriptor of its own: at 256 px that cost a
-fifth of one worker's rate (`make bench`). Here each worker keeps a few image buffers (slots) in
+by page, and passes each tensor of it as a file descriptor of its own: at 256 px that cost over
+a quarter of one worker's time (`make bench`). Here each worker keeps a few image buffers (slots) in
 shared memory and reuses them: a batch's images are written into a free slot and only the slot's
 number travels (with the buffer itself the first time the training process meets it). The
 training process copies the images out, which frees the slot. The rest of a batch (targets,
