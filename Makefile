@@ -30,8 +30,9 @@ train-score: install  ## the score demo: the hands' acquisition quality, judged 
 train-multitask: install  ## the multi-task demo: stage, quality and age from one backbone
 	$(PY) -m boneage.train experiment=demo_multitask $(ARGS)
 
-# Two test processes, each taking whole files (their shared trained runs stay in one process).
-XDIST := -n 2 --dist loadfile
+# Two test processes, each taking whole files (their shared trained runs stay in one process), in the
+# order collected (longest first, tests/conftest.py): by default xdist reorders files by their test count.
+XDIST := -n 2 --dist loadfile --no-loadscope-reorder
 
 test: install  ## run the test suite
 	$(PY) -m pytest $(XDIST) $(ARGS)

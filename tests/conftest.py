@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -19,6 +20,17 @@ from tests.helpers import CONF_DIR
 LONGEST_FIRST = ("test_slurm.py", "test_unattended.py", "test_tasks.py", "test_sweeps.py", "test_training.py",
                  "test_faults.py", "test_techniques.py", "test_evaluation.py", "test_bench.py", "test_package.py",
                  "test_multinode.py", "test_schedulers.py", "test_serve_hostile.py", "test_serve.py")  # fmt: skip
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Each of the N test processes (pytest-xdist) gets cores / N CPU threads, for itself and the
+    processes its tests start, as the parallel launcher gives each of its jobs. Left at one thread
+    per core, two tests' processes oversubscribed the cores, and OpenMP threads spinning while
+    they waited burnt about 40% of the suite's CPU (three concurrent demo runs: 56 CPU-s, 31
+    with one thread each). A thread count set by the caller is kept."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1))
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
