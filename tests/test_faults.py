@@ -10,18 +10,16 @@ import signal
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 from collections import namedtuple
 from pathlib import Path
 
-import psutil
 import pytest
 import torch
-from torch.utils.data import DataLoader
 
 from boneage.config.errors import ConfigError, DiskFullError, TrainingError
 from boneage.config.resolvers import unique_dir
-from boneage.datamodules.workers import worker_context, worker_setup
 from boneage.modules.model import ImageModel
 from boneage.report import build_table
 from boneage.runs.records import RunRecord
@@ -225,46 +223,54 @@ def uninterrupted(tmp_path_factory, data_dir) -> dict:
     return record_of(run_dir)
 
 
-@pytest.mark.slow
-def test_loader_workers_and_their_fork_server_outlive_the_signals_a_scheduler_sends_the_whole_job():
-    """SLURM signals every process of a job: SIGTERM to stop it, SIGUSR2 (submitit's --signal) before
-    its time limit. Only the training process acts on them; a worker that died of one turned a
-    requeue into "DataLoader worker exited unexpectedly"."""
-    started_as_boneage_starts_them = {
-        "multiprocessing_context": worker_context("forkserver"),
-        "worker_init_fn": worker_setup(),
-    }
-    loader = DataLoader(
-        list(range(64)), batch_size=8, num_workers=2, persistent_workers=True, **started_as_boneage_starts_them
-    )
-    assert sum(len(batch) for batch in loader) == 64
-    helpers = psutil.Process().children(recursive=True)  # the resource tracker, the fork server, the workers
-    assert len(helpers) >= 3
-    for process in helpers:
-        for scheduler_signal in (signal.SIGTERM, signal.SIGUSR2):
-            process.send_signal(scheduler_signal)
-    time.sleep(1)
-    assert [process.status() for process in helpers if process.status() == psutil.STATUS_ZOMBIE] == []
-    assert sum(len(batch) for batch in loader) == 64  # the next epoch, from the same workers
-
-
-HOLDS_A_LOADER_AT_EXIT = """
+A_SCRIPT_WITH_A_LOADER = """
+import json, signal, time
+import psutil
 from torch.utils.data import DataLoader
 from boneage.datamodules.workers import worker_context, worker_setup
 if __name__ == "__main__":
     loader = DataLoader(list(range(64)), batch_size=8, num_workers=2, persistent_workers=True,
                         multiprocessing_context=worker_context("forkserver"), worker_init_fn=worker_setup())
     print(sum(len(batch) for batch in loader))
+{then}
 """
+
+SIGNALS_EVERY_HELPER = """
+helpers = psutil.Process().children(recursive=True)  # the resource tracker, the fork server, the workers
+for process in helpers:
+    for scheduler_signal in (signal.SIGTERM, signal.SIGUSR2):
+        process.send_signal(scheduler_signal)
+time.sleep(1)
+print(json.dumps({"helpers": len(helpers), "dead": [p.name() for p in helpers if p.status() == psutil.STATUS_ZOMBIE]}))
+print(sum(len(batch) for batch in loader))  # the next epoch, from the same workers
+"""
+
+
+def run_a_script_with_a_loader(folder: Path, then: str = "") -> list[str]:
+    """A fresh process that builds a loader as boneage starts one (workers from the fork server), reads an
+    epoch, then runs `then`: its printed lines. Fresh, so that no process an earlier test left behind in
+    this one (a resource tracker started without boneage) is counted as one of the loader's."""
+    script = folder / "script.py"
+    script.write_text(A_SCRIPT_WITH_A_LOADER.format(then=textwrap.indent(then, "    ")))
+    finished = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    return finished.stdout.splitlines()
+
+
+@pytest.mark.slow
+def test_loader_workers_and_their_fork_server_outlive_the_signals_a_scheduler_sends_the_whole_job(tmp_path):
+    """SLURM signals every process of a job: SIGTERM to stop it, SIGUSR2 (submitit's --signal) before
+    its time limit. Only the training process acts on them; a worker that died of one turned a
+    requeue into "DataLoader worker exited unexpectedly"."""
+    first_epoch, signalled, next_epoch = run_a_script_with_a_loader(tmp_path, then=SIGNALS_EVERY_HELPER)
+    assert json.loads(signalled)["helpers"] >= 3 and json.loads(signalled)["dead"] == []
+    assert first_epoch == next_epoch == "64"
 
 
 @pytest.mark.slow
 def test_a_script_still_holding_a_loader_with_workers_exits(tmp_path):
     """Workers ignore SIGTERM, which is how multiprocessing ends them at exit: the script waited forever."""
-    script = tmp_path / "script.py"
-    script.write_text(HOLDS_A_LOADER_AT_EXIT)
-    finished = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
-    assert finished.returncode == 0 and finished.stdout.strip() == "64", finished.stderr[-2000:]
+    assert run_a_script_with_a_loader(tmp_path) == ["64"]  # within the minute, not hung at exit
 
 
 @pytest.mark.slow
