@@ -164,11 +164,12 @@ def test_a_requeued_job_continues_from_its_last_checkpoint_and_ends_as_if_never_
 def test_a_job_that_reaches_its_time_limit_is_requeued_and_finishes(cluster, tmp_path, data_dir):
     """A 2-minute limit, submitit's signal 30 s before it. SLURM may send the signal up to 60 s
     early, so a start trains for 30 to 90 s, and no signal comes before submitit's handler is in
-    place. The first start's 20 epochs take 3 minutes (slow images), so it reaches its limit after
-    an epoch or more; the images are quick once requeued, so a later start needs seconds, or a
-    minute on a loaded machine. Up to 10 requeues."""
+    place. The first start's 12 epochs of slow images take 2 minutes, so it reaches its limit after
+    an epoch or more (an epoch is about 10 s); the images are quick once requeued, so the epochs
+    left take a later start seconds (20 epochs took a loaded machine's second start past its
+    limit too). Up to 10 requeues."""
     sweep_dir = tmp_path / "timeout"
-    limited = [*SLOW_DETERMINISTIC, "trainer.max_epochs=20", "data.augment.pause.seconds=0.15",
+    limited = [*SLOW_DETERMINISTIC, "trainer.max_epochs=12", "data.augment.pause.seconds=0.15",
                "+data.augment.pause.first_start_only=true", "hydra.launcher.timeout_min=2",
                "hydra.launcher.signal_delay_s=30", "hydra.launcher.max_num_timeout=10"]  # fmt: skip
     with RequeueDelaySkipped():
@@ -176,4 +177,4 @@ def test_a_job_that_reaches_its_time_limit_is_requeued_and_finishes(cluster, tmp
         assert process.wait(timeout=900) == 0, process.stderr.read()[-3000:]
     record = record_of(sweep_dir / "0")
     assert record["status"] == "finished" and record["resumed_from"].endswith("last.ckpt")
-    assert [row["epoch"] for row in record["history"]] == list(range(20))
+    assert [row["epoch"] for row in record["history"]] == list(range(12))
