@@ -281,7 +281,7 @@ def test_the_users_plans_run_with_fast_dev_run(tmp_path, data_dir, compose_train
         small = [] if experiment == "iqa_lr_sweep" else ["model.image_size=32"]  # Swin's windows want 224
         overrides = [
             f"experiment={experiment}", "model.pretrained=false", "trainer=cpu", "+trainer.fast_dev_run=true",
-            "model.batch_size=4", "data.num_workers=1", *demo, *small, *data,
+            "model.batch_size=2", "data.num_workers=1", *demo, *small, *data,
         ]  # fmt: skip
         run = tmp_path / experiment
         train(compose_train(overrides, output_dir=run))
