@@ -26,10 +26,10 @@ LONGEST_FIRST = ("test_slurm.py", "test_unattended.py", "test_tasks.py", "test_s
 def pytest_configure(config: pytest.Config) -> None:
     """Each of the N test processes (pytest-xdist) gets cores / N CPU threads, for itself and the
     processes its tests start, as the parallel launcher gives each of its jobs. Left at one thread
-    per core, two tests' processes oversubscribed the cores, and OpenMP threads spinning while
-    they waited burnt about 40% of the suite's CPU (three concurrent demo runs: 56 CPU-s, 31
-    with one thread each). A thread count set by the caller is kept."""
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1))
+    per core, two tests' processes oversubscribed the cores, and OpenMP threads spun while they
+    waited (three concurrent demo runs: 56 CPU-s, 31 with one thread each). Set here in the
+    controller too, from -n: its workers inherit its environment. A count set by the caller is kept."""
+    workers = getattr(config.option, "numprocesses", None) or 1  # pytest-xdist's -n; 0 or absent: this one
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
