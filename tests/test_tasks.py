@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -286,6 +287,7 @@ def test_the_users_plans_run_with_fast_dev_run(tmp_path, data_dir, compose_train
         run = tmp_path / experiment
         train(compose_train(overrides, output_dir=run))
         assert json.loads((run / "run.json").read_text())["status"] == "finished", experiment
+        shutil.rmtree(run)  # a large network's checkpoints take up to 1 GB: keep one plan's on disk at a time
 
 
 @pytest.mark.slow
