@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -20,6 +21,17 @@ LONGEST_FIRST = ("test_slurm.py", "test_unattended.py", "test_tasks.py", "test_s
                  "test_configs.py", "test_techniques.py", "test_training.py", "test_bench.py", "test_evaluation.py",
                  "test_multinode.py", "test_serve_hostile.py", "test_schedulers.py", "test_package.py",
                  "test_serve.py", "test_hospital_data.py")  # fmt: skip
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Each of the N test processes (pytest-xdist's -n) gets cores / N CPU threads, for itself and
+    the processes its tests start, as the parallel launcher gives each of its jobs. Left at one
+    thread per core, two tests' processes oversubscribe the cores and their OpenMP threads spin
+    while they wait (three concurrent demo runs: 56 CPU-s, 31 with one thread each). Set in the
+    controller too: its workers inherit its environment. A count set by the caller is kept."""
+    workers = getattr(config.option, "numprocesses", None) or 1  # 0 or absent: this process alone
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

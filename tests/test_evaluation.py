@@ -350,7 +350,7 @@ def test_evaluate_reports_interval_coverage_and_calibration_before_and_after(two
     np.testing.assert_allclose(
         predictions["predicted"],
         calibration["slope"] * predictions["predicted_uncalibrated"] + calibration["intercept"],
-        atol=1e-6,
+        atol=1e-5,  # the model's ages are float32, whose steps are 1e-6 to 2e-6 between 8 and 32 years
     )
     assert {"mae_before", "mae_after", "bias_before", "bias_after"} <= set(
         next(iter(calibration["per_age_bin"].values()))
