@@ -263,7 +263,8 @@ def test_loader_workers_and_their_fork_server_outlive_the_signals_a_scheduler_se
     its time limit. Only the training process acts on them; a worker that died of one turned a
     requeue into "DataLoader worker exited unexpectedly"."""
     first_epoch, signalled, next_epoch = run_a_script_with_a_loader(tmp_path, then=SIGNALS_EVERY_HELPER)
-    assert json.loads(signalled)["helpers"] >= 3 and json.loads(signalled)["dead"] == []
+    report = json.loads(signalled)
+    assert report["helpers"] >= 3 and report["dead"] == []
     assert first_epoch == next_epoch == "64"
 
 

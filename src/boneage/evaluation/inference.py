@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -71,10 +72,15 @@ class TrainedRun:
         """The unit of its answers, where they have one (an age run's table unit)."""
         return self.task.unit(self.age_unit)
 
+    @cached_property
+    def record(self) -> dict[str, Any]:
+        """Its run.json as it was when loaded, as its network is (read once: serving asks per request)."""
+        return RunRecord(self.run_dir).read_if_readable()
+
     @property
     def age_unit(self) -> str:
         """The unit of the ages in its table (what an age head answers in)."""
-        data = RunRecord(self.run_dir).read_if_readable().get("data") or {}
+        data = self.record.get("data") or {}
         return data.get("age_unit") or str(self.config.data.source.get("age_unit", "years"))
 
     @property
@@ -89,7 +95,7 @@ class TrainedRun:
 
     @property
     def metrics(self) -> dict[str, float] | None:
-        return RunRecord(self.run_dir).read_if_readable().get("metrics")
+        return self.record.get("metrics")
 
     def identity(self) -> dict[str, str]:
         """Which run and checkpoint, and a hash of the run's config (a changed file shows)."""
