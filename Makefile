@@ -30,15 +30,18 @@ train-score: install  ## the score demo: the hands' acquisition quality, judged 
 train-multitask: install  ## the multi-task demo: stage, quality and age from one backbone
 	$(PY) -m boneage.train experiment=demo_multitask $(ARGS)
 
-# Two test processes, each taking whole files (their shared trained runs stay in one process), in the
-# order collected (longest first, tests/conftest.py): by default xdist reorders files by their test count.
-XDIST := -n 2 --dist loadfile --no-loadscope-reorder
+# Test processes each take whole files (their shared trained runs stay in one process), in the order
+# collected (longest first, tests/conftest.py): by default xdist reorders files by their test count.
+# The full suite runs three on 2 cores: its SLURM, kill and stall tests spend minutes waiting, and a
+# third process keeps both cores busy meanwhile (figures in README, Development). The fast tier
+# waits for nothing: two.
+XDIST := --dist loadfile --no-loadscope-reorder
 
 test: install  ## run the test suite
-	$(PY) -m pytest $(XDIST) $(ARGS)
+	$(PY) -m pytest -n 3 $(XDIST) $(ARGS)
 
 test-fast: install  ## the test suite without the slow end-to-end tests
-	$(PY) -m pytest -m "not slow" $(XDIST) $(ARGS)
+	$(PY) -m pytest -m "not slow" -n 2 $(XDIST) $(ARGS)
 
 bench: install  ## speed: loader (cold vs cached), framework overhead, models, start-up; ARGS=bench=quick for seconds
 	$(PY) -m boneage.bench $(ARGS)

@@ -14,13 +14,13 @@ from omegaconf import DictConfig, open_dict
 
 from tests.helpers import CONF_DIR
 
-# The longest files first (measured with --durations): the two test processes take whole files in
+# The longest files first (measured with --durations): the test processes take whole files in
 # collection order, and the SLURM and unattended files, collected last by name, made the suite end
-# with one process busy and the other idle.
-LONGEST_FIRST = ("test_slurm.py", "test_unattended.py", "test_tasks.py", "test_sweeps.py", "test_faults.py",
-                 "test_configs.py", "test_techniques.py", "test_training.py", "test_bench.py", "test_evaluation.py",
-                 "test_multinode.py", "test_serve_hostile.py", "test_schedulers.py", "test_package.py",
-                 "test_serve.py", "test_hospital_data.py")  # fmt: skip
+# with one process busy and the others idle.
+LONGEST_FIRST = ("test_sweep_recovery.py", "test_slurm.py", "test_tasks.py", "test_sweeps.py", "test_bench.py",
+                 "test_faults.py", "test_unattended.py", "test_configs.py", "test_techniques.py", "test_training.py",
+                 "test_evaluation.py", "test_multinode.py", "test_package.py", "test_schedulers.py",
+                 "test_serve_hostile.py", "test_serve.py", "test_hospital_data.py")  # fmt: skip
 
 
 def pytest_configure(config: pytest.Config) -> None:
