@@ -35,8 +35,8 @@ from boneage.config.errors import ConfigError
 from boneage.runtime.lifetime import exit_with
 from boneage.runtime.stacks import dump_stacks_on_request
 
-# torch, albumentations, numpy: imported once, not per worker; and the server's own stance on signals
-PRELOADED = ["boneage.datamodules.dataset", "boneage.datamodules.fork_server"]
+# torch, albumentations, numpy imported once, not per worker; and the server's own stance on signals
+PRELOADED = ["boneage.datamodules.fork_server"]
 
 
 def worker_context(method: str | None) -> BaseContext | None:
