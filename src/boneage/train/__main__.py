@@ -4,17 +4,13 @@ started by spawn or a fork server (loader workers) import a script's module agai
 package's `__main__`.
 
 The loader workers' fork server starts before those imports, on another core, so that it is
-ready when the first batch is asked for (the default loaders have workers). Both processes
-import with the garbage collector paused (boneage.runtime.startup).
+ready when the first batch is asked for (the default loaders have workers).
 """
 
-from boneage.runtime.startup import collector_paused
+from boneage.datamodules.workers import start_fork_server
 
-with collector_paused():
-    from boneage.datamodules.workers import start_fork_server
+start_fork_server()
 
-    start_fork_server()
-
-    from boneage.train.command import main
+from boneage.train.command import main  # noqa: E402  (after the server's start, on purpose)
 
 main()
