@@ -28,3 +28,11 @@ def test_collection_resumes_after_a_start_up_that_failed(unfrozen):
     with pytest.raises(ImportError), collector_paused():
         raise ImportError("a module that cannot be imported")
     assert gc.isenabled()
+
+
+def test_a_pause_inside_another_leaves_the_outer_one_paused(unfrozen):
+    with collector_paused():
+        with collector_paused():
+            pass
+        assert not gc.isenabled()
+    assert gc.isenabled()

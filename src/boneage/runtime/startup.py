@@ -18,10 +18,13 @@ from contextlib import contextmanager
 
 @contextmanager
 def collector_paused() -> Iterator[None]:
-    """No garbage collection inside; what exists on leaving is frozen, then collection resumes."""
+    """No garbage collection inside; what exists on leaving is frozen, then collection is as it was
+    (a pause inside another, or in a process that had collection off, leaves it off)."""
+    was_collecting = gc.isenabled()
     gc.disable()
     try:
         yield
     finally:
         gc.freeze()
-        gc.enable()
+        if was_collecting:
+            gc.enable()
