@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from boneage.runtime.ddp import check_ranks_share_one_folder
+from boneage.runtime.rank_folder import check_ranks_share_one_folder
 from boneage.serving.load_test import free_port
 from tests.helpers import TINY, cli_environment, record_of, run_cli
 

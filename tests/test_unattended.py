@@ -13,7 +13,6 @@ import cloudpickle
 import pytest
 import torch
 
-from boneage.runtime.lifetime import PROMPT_STOP
 from boneage.train import command as train_command
 from tests.helpers import TINY, record_of, run_cli, start_cli
 
@@ -25,12 +24,16 @@ def block(rank: int | None = None, once: Path | None = None) -> str:
     return "+data.augment.block={" + ",".join(["_target_:tests.blocking.BlockForever", *options]) + "}"
 
 
-def test_a_sweep_job_shipped_by_value_arms_the_same_stop_watcher_that_train_uses():
+def test_a_sweep_job_shipped_by_value_uses_the_job_processs_own_objects_not_copies():
     """submitit sends the command's task to a SLURM job with cloudpickle, by value (the module's
-    `main` is Hydra's wrapper, not the task); its stop watcher must be the one `train` arms, or a
-    requeued job ends at once with its record left `running`."""
-    task = cloudpickle.loads(cloudpickle.dumps(train_command.main.__wrapped__))
-    assert task.__globals__["PROMPT_STOP"] is PROMPT_STOP
+    `main` is Hydra's wrapper, not the task). A global it carried as a copy would be a second one
+    in the job: a second stop watcher, say, not the one `train` arms, and a requeued job ended at
+    once with its record left `running`."""
+    task = train_command.main.__wrapped__
+    shipped = cloudpickle.loads(cloudpickle.dumps(task))
+    used = [name for name in task.__code__.co_names if name in task.__globals__]
+    assert used  # what it calls before the job's own module takes over
+    assert [name for name in used if shipped.__globals__[name] is not task.__globals__[name]] == []
 
 
 @pytest.mark.slow

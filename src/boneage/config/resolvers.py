@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import torch
 from omegaconf import ListConfig, OmegaConf
 
 
@@ -14,6 +13,8 @@ def visible_gpus() -> list[int]:
     declared = os.environ.get("CUDA_VISIBLE_DEVICES")
     if declared is not None:
         return [int(gpu) for gpu in declared.split(",") if gpu.strip()]
+    import torch  # here: composing a config needs torch only to count GPUs
+
     return list(range(torch.cuda.device_count()))
 
 

@@ -31,6 +31,8 @@ from collections.abc import Callable
 from multiprocessing import forkserver, resource_tracker
 from multiprocessing.context import BaseContext
 
+from omegaconf import DictConfig
+
 from boneage.config.errors import ConfigError
 from boneage.runtime.lifetime import exit_with
 from boneage.runtime.stacks import dump_stacks_on_request
@@ -65,9 +67,17 @@ def kill_workers_left_at_exit() -> None:
             child.kill()
 
 
+def start_fork_server_for(data: DictConfig) -> None:
+    """Start the fork server now where the loaders of this data config will fork their workers
+    from it, so that its imports (two seconds) overlap with the training process's own start-up
+    rather than delay the first batch. Elsewhere (no workers, another start method) it costs a core
+    for nothing."""
+    if data.get("num_workers") and data.get("worker_start") == "forkserver":
+        start_fork_server()
+
+
 def start_fork_server() -> None:
-    """Start the workers' fork server now (if not started), so that its imports (a second or two)
-    overlap with the training process's own start-up rather than delay the first batch."""
+    """Start the workers' fork server (if not started), its modules preloaded."""
     start_resource_tracker_deaf_to_time_limits()  # the server starts one otherwise, listening
     forkserver.set_forkserver_preload(PRELOADED)
     forkserver.ensure_running()
