@@ -55,16 +55,25 @@ def comparable(sweep: Path) -> pd.DataFrame:
     return table.drop(columns=["run", "duration_s", "inference_ms"]).sort_values("lr").reset_index(drop=True)
 
 
+JOBS = ["-m", *TINY, "trainer.deterministic=true", "trainer.max_epochs=2", "optimizer.lr=0.002,0.003,0.004"]
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_sweep(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    """The sweep run once without a stop, by the sequential launcher: what both launchers' killed and
+    resumed sweeps must end as (a launcher decides where a job runs, never what it computes)."""
+    root = tmp_path_factory.mktemp("uninterrupted")
+    whole = run_cli([*JOBS, f"hydra.sweep.dir={root / 'whole'}"], root, data_dir)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    return root / "whole"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("launcher", ["sequential", "parallel"])
 def test_a_sweep_killed_part_way_resumes_to_the_records_and_report_of_an_uninterrupted_one(
-    tmp_path, data_dir, launcher
+    tmp_path, data_dir, launcher, uninterrupted_sweep
 ):
-    jobs = ["-m", *TINY, "trainer.deterministic=true", "trainer.max_epochs=2", "optimizer.lr=0.002,0.003,0.004"]
-    jobs += ["launcher=parallel", "launcher.cpu_jobs=2"] if launcher == "parallel" else []
-    whole = run_cli([*jobs, f"hydra.sweep.dir={tmp_path / 'whole'}"], tmp_path, data_dir)
-    assert whole.returncode == 0, whole.stderr[-3000:]
-
+    jobs = [*JOBS, "launcher=parallel", "launcher.cpu_jobs=2"] if launcher == "parallel" else JOBS
     cwd, sweep = tmp_path / "work", tmp_path / "work" / "multirun" / "killed"
     cwd.mkdir()
     process = start_cli([*jobs, f"hydra.sweep.dir={sweep}"], cwd, data_dir)
@@ -80,10 +89,10 @@ def test_a_sweep_killed_part_way_resumes_to_the_records_and_report_of_an_uninter
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert sorted(p.name for p in sweep.iterdir() if p.is_dir() and not p.name.startswith(".")) == ["0", "1", "2"]
     for job in range(3):
-        record, reference = record_of(sweep / str(job)), record_of(tmp_path / "whole" / str(job))
+        record, reference = record_of(sweep / str(job)), record_of(uninterrupted_sweep / str(job))
         assert record["status"] == "finished"
         assert record["metrics"] == pytest.approx(reference["metrics"], abs=1e-6), job
-    pd.testing.assert_frame_equal(comparable(sweep), comparable(tmp_path / "whole"))
+    pd.testing.assert_frame_equal(comparable(sweep), comparable(uninterrupted_sweep))
 
 
 def job_folder(tmp_path: Path, **record) -> DictConfig:

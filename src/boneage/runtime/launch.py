@@ -50,8 +50,8 @@ class DeviceSlots(Callback):
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, devices))
             log.info("Job %s: slot %d, CUDA_VISIBLE_DEVICES=%s", config.hydra.job.num, slot, devices)
         else:
-            threads = max(1, (os.cpu_count() or 1) // self.n_jobs)
-            torch.set_num_threads(threads)
+            threads = int(os.environ.get("OMP_NUM_THREADS") or 0) or max(1, (os.cpu_count() or 1) // self.n_jobs)
+            torch.set_num_threads(threads)  # the count the user set, as a job of the sequential launcher runs
             log.info("Job %s: slot %d, %d CPU threads", config.hydra.job.num, slot, threads)
 
     def _claim_slot(self) -> int:
