@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
 from filelock import FileLock, Timeout
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
@@ -50,6 +49,8 @@ class DeviceSlots(Callback):
             os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, devices))
             log.info("Job %s: slot %d, CUDA_VISIBLE_DEVICES=%s", config.hydra.job.num, slot, devices)
         else:
+            import torch  # here, in the worker: the sweep's launching process runs no job and needs no torch
+
             threads = int(os.environ.get("OMP_NUM_THREADS") or 0) or max(1, (os.cpu_count() or 1) // self.n_jobs)
             torch.set_num_threads(threads)  # the count the user set, as a job of the sequential launcher runs
             log.info("Job %s: slot %d, %d CPU threads", config.hydra.job.num, slot, threads)
