@@ -17,8 +17,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from boneage.report import build_table
 from boneage.report import main as report_main
-from boneage.runtime.launch import DeviceSlots
 from tests.helpers import CONF_DIR, TINY, ran_at_once, run_cli
+from tests.slot_claim import claim_a_slot
 
 EXPECTED_JOBS = {
     "baseline": 1, "demo": 1, "features": 4, "dropout": 5, "weight_decay": 3,
@@ -63,21 +63,11 @@ def test_a_later_batch_takes_an_earlier_winner_by_override(compose_train):
     assert job.model.dropout == 0.3 and job.optimizer.lr == 1e-4
 
 
-def _claim(lock_dir: str, barrier, results) -> None:
-    import os
-
-    DeviceSlots([0, 1, 2, 3], gpus_per_job=2, jobs_per_gpu=1, n_jobs=2, lock_dir=lock_dir).on_job_start(
-        OmegaConf.create({"hydra": {"job": {"num": 0}}})
-    )
-    results.put(os.environ["CUDA_VISIBLE_DEVICES"])
-    barrier.wait()  # hold the slot until the other worker has claimed one too
-
-
 @pytest.mark.slow
 def test_device_slots_give_concurrent_workers_disjoint_gpus(tmp_path):
     context = multiprocessing.get_context("spawn")
     barrier, results = context.Barrier(2), context.Queue()
-    workers = [context.Process(target=_claim, args=(str(tmp_path), barrier, results)) for _ in range(2)]
+    workers = [context.Process(target=claim_a_slot, args=(str(tmp_path), barrier, results)) for _ in range(2)]
     for worker in workers:
         worker.start()
     for worker in workers:
