@@ -1,6 +1,9 @@
-"""A command's start-up (boneage.runtime.startup): imports uncollected, collection resumed after."""
+"""A command's start-up: imports uncollected, collection resumed after (boneage.runtime.startup);
+the train command composes before it imports the job's libraries."""
 
 import gc
+import subprocess
+import sys
 
 import pytest
 
@@ -36,3 +39,13 @@ def test_a_pause_inside_another_leaves_the_outer_one_paused(unfrozen):
             pass
         assert not gc.isenabled()
     assert gc.isenabled()
+
+
+@pytest.mark.slow
+def test_the_train_command_imports_no_job_library_until_it_runs_a_job():
+    """`--help`, `--cfg`, a config error and a sweep's launching process import only the command:
+    torch, Lightning and timm come with the job (boneage.train.run)."""
+    libraries = ("torch", "pytorch_lightning", "timm")
+    listed = f"import sys, boneage.train.command; print([m for m in {libraries} if m in sys.modules])"
+    imported = subprocess.run([sys.executable, "-c", listed], capture_output=True, text=True, check=True)
+    assert imported.stdout.strip() == "[]"
