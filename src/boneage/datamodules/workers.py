@@ -68,12 +68,12 @@ def kill_workers_left_at_exit() -> None:
 
 
 def start_fork_server_for(data: DictConfig) -> None:
-    """Start the fork server now where the loaders of this data config will fork their workers
-    from it, so that its imports (two seconds) overlap with the training process's own start-up
-    rather than delay the first batch. Elsewhere (no workers, another start method) it costs a core
-    for nothing."""
-    if data.get("num_workers") and data.get("worker_start") == "forkserver":
-        start_fork_server()
+    """Set up now what the loaders of this data config will start their workers from (the fork
+    server, by default), as the data module will: the server's imports (two seconds) then overlap
+    with the training process's own start-up rather than delay the first batch. Loaders without
+    workers start nothing."""
+    if data.get("num_workers"):
+        worker_context(data.get("worker_start"))
 
 
 def start_fork_server() -> None:
