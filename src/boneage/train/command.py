@@ -20,7 +20,7 @@ from boneage.runtime.startup import collector_paused
 
 @hydra_command("train", checks=[check_ranks_share_one_folder])
 def main(cfg: DictConfig) -> float | None:
-    start_fork_server_for(cfg.data)
-    with collector_paused():  # torch, Lightning, timm: a fifth quicker
+    with collector_paused():  # torch, Lightning, timm: a fifth quicker (counting GPUs may import torch first)
+        start_fork_server_for(cfg.data)
         from boneage.train.run import run  # here, once composed: see above
     return run(cfg)
