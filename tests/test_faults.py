@@ -40,6 +40,10 @@ DETERMINISTIC = [*TINY, "trainer.deterministic=true", "trainer.max_epochs=3"]
         ("data.split.val_fraction=0.9", "data.split.test_fraction + data.split.val_fraction must leave"),
         ("model.name=resnet5O", "model.name='resnet5O' is not a timm model. Did you mean: resnet50"),
         ("scheduler=none +scheduler.scheduler.warmup_epochs=1", "scheduler.scheduler sets ['warmup_epochs'] but names"),
+        (
+            "+optimizer.fused=true trainer.precision=bf16-mixed",
+            "optimizer.fused=true cannot train with trainer.gradient_clip_val=1.0 at trainer.precision=bf16-mixed",
+        ),
     ],
 )
 def test_bad_config_values_stop_before_training_and_name_the_key(compose_train, tmp_path, override, message):

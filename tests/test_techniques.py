@@ -20,6 +20,7 @@ from boneage.callbacks.averaging import ema_with_warmup
 from boneage.config.errors import DataError
 from boneage.evaluate import evaluate
 from boneage.evaluation.inference import load_run
+from boneage.modules.fused import fused_flag
 from boneage.modules.model import ImageModel
 from boneage.report import build_table
 from boneage.tasks import AgeTask
@@ -309,3 +310,19 @@ def test_layer_decay_of_one_gives_every_parameter_one_lr_in_uniquely_named_group
     assert len(names) == len(set(names))
     assert [group["lr"] for group in groups] == pytest.approx([1e-3] * len(groups))
     assert sum(len(g["params"]) for g in groups) == len(list(module.parameters()))
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "precision", "clip", "fused"),
+    [
+        (partial(torch.optim.AdamW, lr=1e-3), "32-true", 1.0, True),  # full precision: Lightning clips, then the step
+        (partial(torch.optim.AdamW, lr=1e-3), "16-mixed", None, True),  # no clipping: the scaler hands over
+        (partial(torch.optim.AdamW, lr=1e-3), "16-mixed", 1.0, False),  # Lightning refuses to clip a fused step
+        (partial(torch.optim.SGD, lr=1e-3), "bf16-mixed", 0.5, False),  # bf16 alike, though it has no scaler
+        (partial(torch.optim.AdamW, lr=1e-3, fused=False), "32-true", None, False),  # the user's own setting stays
+        (partial(torch.optim.RMSprop, lr=1e-3), "32-true", None, False),  # no fused kernel to ask for
+    ],
+)
+def test_the_gpu_optimizer_is_fused_only_where_lightning_can_clip_its_gradients(optimizer, precision, clip, fused):
+    assert fused_flag(optimizer, True, precision, clip) == ({"fused": True} if fused else {})
+    assert fused_flag(optimizer, False, precision, clip) == {}  # training.fused_optimizer=false

@@ -18,6 +18,7 @@ from torch import nn
 
 from boneage.config.errors import ConfigError, DiskFullError
 from boneage.modules.backbones import check_model_name
+from boneage.modules.fused import clips_under_mixed_precision
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,14 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(
             f"scheduler.scheduler sets {sorted(schedule)} but names no scheduler: settings meant for another "
             "scheduler (e.g. from an experiment) were merged onto this one. Pick that scheduler or drop them."
+        )
+    precision, clip = cfg.trainer.get("precision"), cfg.trainer.get("gradient_clip_val")
+    if cfg.optimizer.get("fused") and clips_under_mixed_precision(precision, clip):
+        raise ConfigError(
+            f"optimizer.fused=true cannot train with trainer.gradient_clip_val={clip} at "
+            f"trainer.precision={precision}: a fused optimizer unscales its gradients inside its step, after they "
+            "would be clipped. Drop optimizer.fused (training.fused_optimizer fuses wherever it works), or set "
+            "trainer.gradient_clip_val=null."
         )
 
 

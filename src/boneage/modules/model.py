@@ -15,6 +15,7 @@ from torch.optim import Optimizer
 
 from boneage.config.errors import ConfigError, TrainingError
 from boneage.modules.backbones import create_backbone, feature_width
+from boneage.modules.fused import fused_flag
 from boneage.modules.mixup import Mixup
 from boneage.modules.param_groups import parameter_groups
 from boneage.modules.pixels import GrayToNormalisedRGB
@@ -213,10 +214,10 @@ class ImageModel(pl.LightningModule):
         )
 
     def _fused(self) -> dict[str, bool]:
-        """fused=True where it helps and exists: CUDA, and an optimizer that takes the flag."""
-        takes_flag = "fused" in inspect.signature(self.optimizer_factory.func).parameters
-        wanted = self.hparams.fused_optimizer and self.device.type == "cuda" and takes_flag
-        return {"fused": True} if wanted and "fused" not in self.optimizer_factory.keywords else {}
+        if self.device.type != "cuda":  # fused kernels are for GPUs; CPU runs keep their arithmetic
+            return {}
+        return fused_flag(self.optimizer_factory, self.hparams.fused_optimizer, self.trainer.precision,
+                          self.trainer.gradient_clip_val)  # fmt: skip
 
     def _schedule_length(self, build: Callable[..., Any]) -> dict[str, int]:
         """The run-length arguments (`total_steps`, `max_epochs`) that `build` asks for."""
