@@ -138,3 +138,15 @@ def test_an_unquoted_column_name_gets_the_quoted_form(tmp_path):
     with pytest.raises(SystemExit) as stopped:
         check_override_syntax(["data.source.columns.age=年龄(岁)"])
     assert "'data.source.columns.age=\"年龄(岁)\"'" in str(stopped.value)
+
+
+def test_a_list_of_overrides_gets_each_item_quoted_and_stays_a_list():
+    with pytest.raises(SystemExit) as stopped:
+        check_override_syntax(["bench.first_step_overrides=[experiment=demo,trainer.max_epochs=1]"])
+    suggested = str(stopped.value).splitlines()[2].strip()[1:-1]  # the line to paste, without the shell's quotes
+    assert suggested == 'bench.first_step_overrides=["experiment=demo","trainer.max_epochs=1"]'
+    check_override_syntax([suggested])
+    assert list(compose_app("bench", [suggested]).bench.first_step_overrides) == [
+        "experiment=demo",
+        "trainer.max_epochs=1",
+    ]

@@ -71,14 +71,24 @@ def check_override_syntax(arguments: Sequence[str]) -> None:
 
 def unreadable_override_message(argument: str, error: Exception) -> str:
     key, _, value = argument.partition("=")
-    quote = "'" if '"' in value else '"'
-    quoted = f"{key}={quote}{value}{quote}"
+    quoted = f"{key}={quoted_for_hydra(value)}"
     shell_quote = '"' if "'" in quoted else "'"
     reason = str(error).strip().splitlines()[0]
     return (
         f"boneage: the override {argument!r} cannot be read as it is ({reason}).\n"
-        f"A value with parentheses, spaces, commas or non-Latin letters (a column name such as "
-        f"Age(years) or 年龄(岁)) must be quoted for Hydra, and the quotes kept from the shell:\n"
-        f"    {shell_quote}{quoted}{shell_quote}\n"
-        f"In a YAML data config, write the name as it is: `age: {value}`."
+        f"A value with parentheses, spaces, commas, '=' or non-Latin letters (a column name such as "
+        f"Age(years) or 年龄(岁), an override in a list) must be quoted for Hydra, and the quotes kept "
+        f"from the shell:\n"
+        f"    {shell_quote}{quoted}{shell_quote}"
+        + ("" if value.startswith("[") else f"\nIn a YAML data config, write the name as it is: `age: {value}`.")
     )
+
+
+def quoted_for_hydra(value: str) -> str:
+    """`value` in quotes, so Hydra takes it as written; in a list, each item in its own, so it stays a list."""
+    if value.startswith("[") and value.endswith("]"):
+        return "[" + ",".join(quoted_for_hydra(item.strip()) for item in value[1:-1].split(",")) + "]"
+    if len(value) > 1 and value[0] == value[-1] and value[0] in "'\"":
+        return value
+    quote = "'" if '"' in value else '"'
+    return f"{quote}{value}{quote}"
