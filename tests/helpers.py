@@ -55,13 +55,13 @@ def compose_app(config_name: str, overrides: list[str], with_hydra: bool = False
 
 
 def run_cli(
-    args: list[str], cwd: Path, data_dir: Path, timeout: int = 600, app: str = "boneage.train"
+    args: list[str], cwd: Path, data_dir: Path, timeout: int = 600, app: str = "boneage.train", **env: str
 ) -> subprocess.CompletedProcess:
     """`python -m boneage.train ARGS` (or another boneage command) in a fresh process, as a user runs it
-    (with the repository on PYTHONPATH, so that configs can name test-only classes in tests/)."""
+    (with the repository on PYTHONPATH, so that configs can name test-only classes in tests/), `env` added."""
     return subprocess.run(
         [sys.executable, "-m", app, *args],
-        cwd=cwd, env=cli_environment(data_dir), capture_output=True, text=True, timeout=timeout,
+        cwd=cwd, env=cli_environment(data_dir) | env, capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
 
 

@@ -123,10 +123,13 @@ def test_a_failing_run_is_recorded_as_failed_with_its_error(compose_train, tmp_p
 
 @pytest.mark.slow
 def test_ddp_runs_two_ranks_in_one_folder_and_scores_each_image_once_as_one_device_does(tmp_path, data_dir):
-    """Two ranks on sets of odd size: no image is repeated to even the ranks out."""
-    run_dir = tmp_path / "outputs" / "ddp"
-    result = run_cli([*TINY, "trainer=ddp_sim", f"hydra.run.dir={run_dir}"], tmp_path, data_dir)
+    """Two ranks on sets of odd size: no image is repeated to even the ranks out. Neither leaves its
+    loader workers' files in the temporary directory."""
+    run_dir, temporary = tmp_path / "outputs" / "ddp", tmp_path / "tmp"
+    temporary.mkdir()
+    result = run_cli([*TINY, "trainer=ddp_sim", f"hydra.run.dir={run_dir}"], tmp_path, data_dir, TMPDIR=str(temporary))
     assert result.returncode == 0, result.stderr[-3000:]
+    assert list(temporary.glob("boneage-worker-stacks/*")) == []
     record = record_of(run_dir)  # both ranks in one run directory
     assert record["training"]["world_size"] == 2 and record["training"]["strategy"] == "DDPStrategy"
     assert record["training"]["effective_batch_size"] == 2 * 16

@@ -35,7 +35,7 @@ from omegaconf import DictConfig
 
 from boneage.config.errors import ConfigError
 from boneage.runtime.lifetime import exit_with
-from boneage.runtime.stacks import dump_stacks_on_request
+from boneage.runtime.stacks import dump_stacks_on_request, remove_worker_stack_files
 
 # torch, albumentations, numpy imported once, not per worker; and the server's own stance on signals
 PRELOADED = ["boneage.datamodules.fork_server"]
@@ -96,7 +96,11 @@ def start_resource_tracker_deaf_to_time_limits() -> None:
 
 def worker_setup() -> Callable[[int], None]:
     """A loader `worker_init_fn`: the worker ignores the scheduler's signals, ends once this (the
-    training) process is gone, and writes its stacks when a stalled run asks (boneage.runtime.stacks)."""
+    training) process is gone, and writes its stacks when a stalled run asks (boneage.runtime.stacks).
+    This process removes the workers' stack files when it exits: loaders outside a trainer's stages
+    (the inference timing, evaluate, predict) left a folder in the temporary directory per run."""
+    atexit.unregister(remove_worker_stack_files)  # registered once per process
+    atexit.register(remove_worker_stack_files, os.getpid())
     return functools.partial(_set_up_worker, os.getpid())
 
 
