@@ -72,38 +72,46 @@ def measure_loader(cfg: DictConfig) -> list[dict[str, Any]]:
     training process and with workers, at the bench size; cached through one worker (what
     handing batches between processes costs); then cached in the training process (one core)
     at each of `bench.loader_sizes`: images/s per loader core, the figure that says how many
-    cores a GPU needs to be kept fed."""
+    cores a GPU needs to be kept fed. The repeats take the settings in turn, so that a machine
+    whose speed drifts over the minutes of the measurement (a shared one does) slows every
+    setting alike rather than the ones timed last."""
     bench_size = cfg.data.image_size
     settings = [(cache, workers, bench_size) for cache in (False, True) for workers in (0, cfg.data.num_workers)]
     settings += [(True, 1, bench_size)] if cfg.data.num_workers != 1 else []
     settings += [(True, 0, size) for size in cfg.bench.loader_sizes if size != bench_size]
-    rows = []
-    for cache, workers, size in settings:
-        datamodule = build(
-            cfg.data,
-            task=build(cfg.task),
-            cache=cache,
-            image_size=size,
-            num_workers=workers,
-            batch_size=cfg.bench.loader_batch_size,
-            persistent_workers=workers > 0,
-        )
-        datamodule.prepare_data()
-        datamodule.setup()  # builds the cache entry (if missing): not part of the timing
-        loader = datamodule.train_dataloader()
-        rates = [_images_per_second(loader, cfg.bench.loader_seconds) for _ in range(cfg.bench.loader_repeats)]
-        rows.append(
-            {
-                "pipeline": "cached" if cache else "cold",
-                "workers": workers,
-                "image_size": size,
-                "clahe": cfg.data.clahe,
-                "images_per_s": round(statistics.median(rates), 1),
-                "spread": f"{min(rates):.0f}-{max(rates):.0f}",
-                "images_per_s_per_core": round(statistics.median(rates) / max(1, workers), 1),
-            }
-        )
-    return rows
+    loaders = [_train_loader(cfg, cache, workers, size) for cache, workers, size in settings]
+    rates = [[] for _ in settings]
+    for _ in range(cfg.bench.loader_repeats):
+        for loader, setting_rates in zip(loaders, rates, strict=True):
+            setting_rates.append(_images_per_second(loader, cfg.bench.loader_seconds))
+    return [
+        {
+            "pipeline": "cached" if cache else "cold",
+            "workers": workers,
+            "image_size": size,
+            "clahe": cfg.data.clahe,
+            "images_per_s": round(statistics.median(setting_rates), 1),
+            "spread": f"{min(setting_rates):.0f}-{max(setting_rates):.0f}",
+            "images_per_s_per_core": round(statistics.median(setting_rates) / max(1, workers), 1),
+        }
+        for (cache, workers, size), setting_rates in zip(settings, rates, strict=True)
+    ]
+
+
+def _train_loader(cfg: DictConfig, cache: bool, workers: int, size: int) -> Any:
+    """The training loader of the bench's data at `size`, its cache entry built (not timed)."""
+    datamodule = build(
+        cfg.data,
+        task=build(cfg.task),
+        cache=cache,
+        image_size=size,
+        num_workers=workers,
+        batch_size=cfg.bench.loader_batch_size,
+        persistent_workers=workers > 0,
+    )
+    datamodule.prepare_data()
+    datamodule.setup()
+    return datamodule.train_dataloader()
 
 
 def _images_per_second(loader: Any, seconds: float) -> float:
