@@ -146,7 +146,7 @@ def measure_overhead(cfg: DictConfig, epochs: int) -> dict[str, Any]:
     """boneage's epoch time / a plain loop's, each its fastest epoch after the first (warm-up)."""
     datamodule, module = build_data_and_module(cfg)
     timer = EpochTimer()
-    plain = PlainLoopInTurn(build(cfg.module, task=datamodule.task), datamodule, cfg)
+    plain = PlainLoopInTurn(build(cfg.module, task=datamodule.task), cfg)
     callbacks = [build(node) for node in cfg.callbacks.values()] + [timer, plain]
     loggers = [build(node) for node in cfg.logger.values()]
     trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers, max_epochs=epochs)
@@ -173,11 +173,10 @@ class PlainLoopInTurn(pl.Callback):
     (a shared one does) slows both alike: timed one after the other, the classification ratio read
     0.87 in one run and 1.16 in the next."""
 
-    def __init__(self, module: torch.nn.Module, datamodule: Any, cfg: DictConfig) -> None:
+    def __init__(self, module: torch.nn.Module, cfg: DictConfig) -> None:
         use_cuda = torch.cuda.is_available() and cfg.trainer.accelerator != "cpu"
         self.device = torch.device("cuda" if use_cuda else "cpu")
         self.model = module.to(self.device).train()
-        self.datamodule = datamodule
         self.optimizer = torch.optim.AdamW(
             module.parameters(), lr=cfg.optimizer.lr, weight_decay=cfg.optimizer.weight_decay
         )
@@ -188,7 +187,7 @@ class PlainLoopInTurn(pl.Callback):
         self.seconds: list[float] = []
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.loader = self.datamodule.train_dataloader()  # one loader for all epochs, as Lightning keeps its workers
+        self.loader = trainer.datamodule.train_dataloader()  # one loader for all epochs, as Lightning keeps its workers
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.seconds.append(self.epoch(trainer.current_epoch))
