@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -14,13 +15,9 @@ from omegaconf import DictConfig, open_dict
 
 from tests.helpers import CONF_DIR
 
-# The longest files first (measured with --durations): the test processes take whole files in
-# collection order, and the SLURM and unattended files, collected last by name, made the suite end
-# with one process busy and the others idle.
-LONGEST_FIRST = ("test_sweep_recovery.py", "test_slurm.py", "test_tasks.py", "test_sweeps.py", "test_bench.py",
-                 "test_faults.py", "test_unattended.py", "test_configs.py", "test_techniques.py", "test_training.py",
-                 "test_evaluation.py", "test_multinode.py", "test_package.py", "test_schedulers.py",
-                 "test_serve_hostile.py", "test_serve.py", "test_hospital_data.py")  # fmt: skip
+# Before any run has measured them, a file is reckoned to take this long per test marked slow.
+SLOW_TEST_SECONDS = 20.0
+_seconds_per_file: Counter[str] = Counter()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -34,10 +31,33 @@ def pytest_configure(config: pytest.Config) -> None:
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Files in LONGEST_FIRST order, then the rest; each file's tests keep their order."""
-    rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The longest files first: the test processes take whole files in collection order, and a
+    long file collected last leaves one process busy while the others idle. A file's length is
+    what it took in the last run of the same selection (pytest's cache), or, before one, its
+    count of slow tests; each file's tests keep their order."""
+    measured = config.cache.get(_cache_key(config), {}) if config.cache else {}
+    slow = Counter(item.path.name for item in items if item.get_closest_marker("slow"))
+    items.sort(key=lambda item: -measured.get(item.path.name, slow[item.path.name] * SLOW_TEST_SECONDS))
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Each file's seconds (setup, call and teardown of its tests), as the reports arrive."""
+    _seconds_per_file[Path(report.fspath).name] += report.duration
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The files' measured seconds into pytest's cache, by the process that saw every report."""
+    config = session.config
+    if hasattr(config, "workerinput") or not config.cache or not _seconds_per_file:
+        return
+    measured = config.cache.get(_cache_key(config), {})
+    config.cache.set(_cache_key(config), measured | {name: round(s, 1) for name, s in _seconds_per_file.items()})
+
+
+def _cache_key(config: pytest.Config) -> str:
+    """One measurement per selection: a file's fast tests alone take less than all of them."""
+    return f"boneage/seconds_per_file/{config.option.markexpr or 'all'}"
 
 
 @pytest.fixture(scope="session")
