@@ -32,7 +32,7 @@ def dataset_folder(tmp_path, rows: list[tuple], n_good: int = 30):
 
 
 def datamodule(source, tmp_path, **kwargs) -> ImageDataModule:
-    split = SubjectSplit(age_bin_width=20, min_subjects_per_bin=1)
+    split = SubjectSplit(stratum_width=20, min_subjects_per_bin=1)
     return ImageDataModule(
         source, split, 16, 4, task=AgeTask(), num_workers=0, output_dir=str(tmp_path / "run"), **kwargs
     )

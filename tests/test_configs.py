@@ -14,6 +14,9 @@ from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from boneage.config.checks import check_config
+from boneage.config.cli import with_current_key_names
+from boneage.config.errors import ConfigError
 from boneage.modules.backbones import feature_width
 from tests.helpers import CONF_DIR, TINY, compose_app, group_options, run_cli
 
@@ -30,7 +33,7 @@ def test_every_other_group_option_composes_and_resolves(compose_train, override)
 def test_table_data_composes_once_its_files_are_named(compose_train):
     cfg = compose_train(["data=table", "data.source.path=labels.csv", "data.source.image_dir=images"])
     assert cfg.data.source._target_ == "boneage.datamodules.TableSource"
-    assert cfg.data.split.age_bin_width == 10  # the default: bins of 10 units
+    assert cfg.data.split.stratum_width == 10  # the default: bins of 10 units
 
 
 COMBINED_GROUPS = ("scheduler", "optimizer", "loss", "averaging", "model")
@@ -202,3 +205,19 @@ def test_cli_mistyped_key_exits_with_hydras_message(tmp_path, data_dir):
 def test_slurm_tasks_per_node_follow_what_the_job_runs_and_are_never_zero(overrides, tasks):
     cfg = compose_app("train", ["launcher=slurm", *overrides], with_hydra=True)
     assert cfg.hydra.launcher.tasks_per_node == tasks
+
+
+def test_an_experiment_made_for_a_table_says_so_when_composed_with_the_demo_data(compose_train):
+    cfg = compose_train(["experiment=tongue_multitask", "data=synthetic", "debug=fdr"])
+    with pytest.raises(ConfigError, match=r"data.source \(SyntheticHands\) takes no key\(s\) columns.*data=table"):
+        check_config(cfg)
+
+
+def test_a_split_key_of_its_earlier_name_is_taken_on_the_command_line_and_named_in_a_config_file(compose_train):
+    assert with_current_key_names(["data.split.age_bin_width=24", "seed=1"]) == [
+        "data.split.stratum_width=24",
+        "seed=1",
+    ]
+    cfg = compose_train(["debug=fdr", "+data.split.age_bin_width=24"])  # as a user's own data file would set it
+    with pytest.raises(ConfigError, match=r"data.split.age_bin_width is now called data.split.stratum_width"):
+        check_config(cfg)

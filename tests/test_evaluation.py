@@ -23,16 +23,16 @@ from boneage.datamodules.transforms import build_pipeline, preprocessing
 from boneage.evaluate import evaluate
 from boneage.evaluation.ensemble import load_members
 from boneage.evaluation.inference import load_run
-from boneage.evaluation.metrics import evaluation_metrics
 from boneage.evaluation.ood import fit_feature_distance
-from boneage.evaluation.trust import fit_trust, interval_figures
+from boneage.evaluation.trust import fit_value_trust
 from boneage.evaluation.tta import tta_views
 from boneage.export import export
 from boneage.predict import predict
 from boneage.report import aggregate_folds, build_table
 from boneage.serve import build_app
 from boneage.tasks import AgeHead
-from boneage.tasks.metrics import regression_metrics
+from boneage.tasks.clinical import clinical_figures
+from boneage.tasks.metrics import interval_figures, regression_metrics
 from tests.helpers import TINY, compose_app, run_cli
 from tests.test_splits import longitudinal_table
 
@@ -80,11 +80,11 @@ def test_metrics_match_hand_computed_values():
 
 
 def test_subject_level_bins_sex_and_interval():
-    predictions = pd.DataFrame(
+    ages = pd.DataFrame(
         {"subject": ["a", "a", "b", "b"], "sex": ["F", "F", "M", "M"],
-         "age": [1.0, 2.0, 3.0, 4.0], "predicted": [1.5, 2.0, 2.0, 5.0]}
+         "true": [1.0, 2.0, 3.0, 4.0], "predicted": [1.5, 2.0, 2.0, 5.0]}
     )  # fmt: skip
-    result = evaluation_metrics(predictions, limits=[1], age_bin_width=2, resamples=500, seed=0)
+    result = clinical_figures(ages, limits=[1], bin_width=2, resamples=500, seed=0)
     assert result["subject"]["mae"] == pytest.approx((0.25 + 0.0) / 2)  # means: a 1.5 vs 1.75, b 3.5 vs 3.5
     assert result["mae_per_age_bin"] == {"[0, 2)": {"mae": 0.5, "n": 1}, "[2, 4)": {"mae": 0.5, "n": 2},
                                          "[4, 6)": {"mae": 1.0, "n": 1}}  # fmt: skip
@@ -278,7 +278,7 @@ def test_onnx_export_of_an_ensemble_reproduces_it_and_predict_and_serve_run_from
     assert [m["settings"]["image_size"] for m in sidecar["members"]] == [32, 40]
     age = sidecar["heads"]["age"]
     assert age["kind"] == "regression" and age["unit"] == "years" and age["calibration"] is None
-    assert age["conformal"] == {"kind": "interval", "calibrated_on": len(sidecar["trust"]["residuals"]),
+    assert age["conformal"] == {"kind": "interval", "calibrated_on": len(sidecar["trust"]["heads"]["age"]["residuals"]),
                                 "grouped_by": None, "scaled_by": None}  # fmt: skip
 
     folder = copy_test_images(two_runs[0], tmp_path / "new", 6)
@@ -326,7 +326,7 @@ def test_conformal_intervals_cover_their_level_and_linear_calibration_undoes_a_c
     predicted = 2.0 + 0.8 * true + rng.normal(0, 0.8, 4000)  # regression to the mean, plus noise
     rows = pd.DataFrame({"sex": rng.choice(["F", "M"], 4000), "age": true})
     val, test = slice(0, 2000), slice(2000, None)
-    trust = fit_trust(true[val], predicted[val], rows[val], "linear", "sex", 2.0)
+    trust = fit_value_trust(true[val], predicted[val], rows[val], "linear", "sex", 2.0, head=AgeHead())
     assert trust.slope == pytest.approx(1 / 0.8, rel=0.03)  # corrected = (predicted - 2) / 0.8
     assert trust.intercept == pytest.approx(-2 / 0.8, abs=0.2)
     calibrated = trust.calibrated(predicted[test])
@@ -335,7 +335,7 @@ def test_conformal_intervals_cover_their_level_and_linear_calibration_undoes_a_c
         at = bins == edge
         assert np.abs(calibrated[at] - true[test][at]).mean() < np.abs(predicted[test][at] - true[test][at]).mean()
     for level in (0.8, 0.9, 0.95):
-        lower, upper = trust.bounds(calibrated, rows[test], level)
+        lower, upper = trust.bounds(AgeHead(), calibrated, rows[test], level)
         figures = interval_figures(true[test], lower, upper, {"sex": rows["sex"][test]})
         assert figures["coverage"] == pytest.approx(level, abs=0.025)
         assert all(group["coverage"] == pytest.approx(level, abs=0.04) for group in figures["per_sex"].values())
@@ -349,7 +349,8 @@ def test_evaluate_reports_interval_coverage_and_calibration_before_and_after(two
     calibration = metrics["calibration"]
     np.testing.assert_allclose(
         predictions["predicted"],
-        calibration["slope"] * predictions["predicted_uncalibrated"] + calibration["intercept"],
+        # never a negative age: the age head's range starts at 0
+        np.clip(calibration["slope"] * predictions["predicted_uncalibrated"] + calibration["intercept"], 0, None),
         atol=1e-5,  # the model's ages are float32, whose steps are 1e-6 to 2e-6 between 8 and 32 years
     )
     assert {"mae_before", "mae_after", "bias_before", "bias_after"} <= set(
@@ -405,8 +406,10 @@ def test_intervals_scaled_by_the_models_spread_keep_their_coverage_where_it_is_u
     val, test = slice(0, 3000), slice(3000, None)
     unsure = spread[test] > 1.1
     for scale, spreads in ((None, None), ("tta", spread[val])):
-        trust = fit_trust(true[val], predicted[val], rows[val], "none", None, 2.0, scale, spreads)
-        lower, upper = trust.bounds(predicted[test], rows[test], 0.9, None if scale is None else spread[test])
+        trust = fit_value_trust(true[val], predicted[val], rows[val], "none", None, 2.0, scale, spreads, AgeHead())
+        lower, upper = trust.bounds(
+            AgeHead(), predicted[test], rows[test], 0.9, None if scale is None else spread[test]
+        )
         covered = (true[test] >= lower) & (true[test] <= upper)
         assert covered.mean() == pytest.approx(0.9, abs=0.02) and lower.min() >= 0  # no negative ages
         if scale is None:

@@ -18,8 +18,8 @@ from boneage.datamodules import ImageDataModule, SubjectSplit, TableSource
 from boneage.datamodules.dicom_header import patient_fields
 from boneage.datamodules.images import ImageLimits, UnreadableImage, read_grayscale, unreadable_reason
 from boneage.datamodules.intake import images_in_folder, set_aside_unreadable
-from boneage.evaluation.chronological import chronological_figures, compare_with_chronological
 from boneage.tasks import AgeTask
+from boneage.tasks.clinical import chronological_figures, compare_with_chronological
 from tests.dicom_files import (
     EVERY_SYNTAX,
     LOSSLESS,
@@ -203,7 +203,7 @@ def test_training_decodes_every_image_first_and_lists_the_ones_that_do_not_read(
     source = TableSource(
         str(tmp_path / "labels.csv"), str(images), {"image": "file", "age": "age", "subject": "patient"}
     )
-    split = SubjectSplit(age_bin_width=20, min_subjects_per_bin=1)
+    split = SubjectSplit(stratum_width=20, min_subjects_per_bin=1)
     for cache in ({"cache": True, "cache_dir": str(tmp_path / "cache")}, {"cache": False}):
         data = ImageDataModule(source, split, 16, 4, task=AgeTask(), num_workers=2, max_pixels=80_000,
                                on_bad_rows="drop", output_dir=str(tmp_path / "run"), **cache)  # fmt: skip

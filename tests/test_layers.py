@@ -6,6 +6,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "boneage"
 COMMANDS = {"train", "evaluate", "predict", "export", "serve", "report", "resume", "tune", "bench", "gpu_check"}
 LAYERS = [  # lowest first
@@ -31,7 +33,10 @@ def part_of(module: str) -> str:
 
 
 def layer_of(part: str) -> int:
-    return next(index for index, parts in enumerate(LAYERS) if part in parts)
+    for index, parts in enumerate(LAYERS):
+        if part in parts:
+            return index
+    raise AssertionError(f"boneage.{part} is in no layer: add it to LAYERS (a new command to COMMANDS)")
 
 
 def imports_of(file: Path) -> list[str]:
@@ -45,8 +50,10 @@ def imports_of(file: Path) -> list[str]:
 
 
 def test_no_module_imports_from_a_layer_above_its_own():
+    files = list(PACKAGE.rglob("*.py"))
+    assert len(files) > 50, f"only {len(files)} modules under {PACKAGE}: the check would pass on nothing"
     upward = []
-    for file in PACKAGE.rglob("*.py"):
+    for file in files:
         here = part_of(".".join(("boneage", *file.relative_to(PACKAGE).with_suffix("").parts)))
         for imported in imports_of(file):
             if layer_of(part_of(imported)) > layer_of(here):
@@ -59,3 +66,8 @@ def test_the_layer_check_sees_an_upward_import(tmp_path):
     file = tmp_path / "head.py"
     file.write_text("from boneage.evaluation.plots import confusion_matrix_figure\n")
     assert layer_of(part_of(imports_of(file)[0])) > layer_of(part_of("boneage.tasks.classification"))
+
+
+def test_a_part_in_no_layer_is_named():
+    with pytest.raises(AssertionError, match=r"boneage.newcommand is in no layer: add it to LAYERS"):
+        layer_of(part_of("boneage.newcommand"))

@@ -30,7 +30,7 @@ source:
   n_subjects: 60
   image_size: 64
 split:
-  age_bin_width: 4
+  stratum_width: 4
   val_fraction: 0.25
 """
 USER_EXPERIMENT = """\

@@ -4,6 +4,8 @@ and the web page in a real headless Chromium."""
 from __future__ import annotations
 
 import asyncio
+import itertools
+import os
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,7 +35,11 @@ def png(size: int = 48, seed: int = 0) -> bytes:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("served")
-    return {"plain": write_run(root / "plain"), "sex": write_run(root / "sex", ["data.extra_inputs=[sex]"])}
+    return {
+        "plain": write_run(root / "plain"),
+        "sex": write_run(root / "sex", ["data.extra_inputs=[sex]"]),
+        "quality": write_run(root / "quality", ["data.extra_inputs=[quality]"]),  # a table input other than sex
+    }
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +109,20 @@ def test_a_model_with_sex_as_input_needs_it_and_refuses_unknown_codes(runs):
         assert girl != boy
 
 
+def test_a_batch_passes_every_table_input_the_model_takes_once_for_all_or_once_per_image(runs):
+    app = build_app(compose_app("serve", [f"run={runs['quality']}", *NO_VALIDATION]))
+    files = [("files", (f"h{seed}.png", png(seed=seed))) for seed in (1, 2)]
+    with TestClient(app) as client:
+        per_image = client.post("/predict/batch", files=files, data={"quality": ["10", "90"]}).json()["predictions"]
+        once = client.post("/predict/batch", files=files, data={"quality": "10"}).json()["predictions"]
+        alone = client.post("/predict", files={"file": ("h2.png", png(seed=2))}, data={"quality": "90"}).json()
+        missing = client.post("/predict/batch", files=files).json()["predictions"]
+    assert [answer.get("error") for answer in per_image + once] == [None] * 4
+    assert per_image[1]["predicted_age"] == pytest.approx(alone["predicted_age"], abs=1e-5)
+    assert per_image[0]["predicted_age"] == pytest.approx(once[0]["predicted_age"], abs=1e-5)
+    assert [answer["error"] for answer in missing] == ["this model needs 'quality' beside the image"] * 2
+
+
 def test_concurrent_requests_share_batches(runs):
     app = build_app(compose_app("serve", [f"run={runs['plain']}", "max_wait_ms=200", *NO_VALIDATION]))
 
@@ -140,6 +160,32 @@ def test_bounded_load_test_has_no_errors(server):
 
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+# Screenshots of the page as the browser tests saw it, kept for a person to look at.
+ARTEFACTS = Path(os.environ.get("BONEAGE_TEST_ARTEFACTS", Path(__file__).parents[1] / "test-artefacts"))
+# The page's visible blocks, each as the box it is drawn in; `pieces`: how many boxes the browser
+# draws for it (an inline element wraps its padding and border around each of its lines).
+BLOCKS = "#model, #key-row, #drop, #sex-row, #predict, #preview, #result .head, #result .flag, #error"
+BOXES = f"""return [...document.querySelectorAll('{BLOCKS}')]
+  .filter((e) => e.getClientRects().length && e.getBoundingClientRect().height > 0)
+  .map((e) => {{ const r = e.getBoundingClientRect();
+    return {{name: e.id || e.dataset.head || e.className, pieces: e.getClientRects().length,
+             left: r.left, top: r.top, right: r.right, bottom: r.bottom}}; }});"""
+
+
+def assert_laid_out(page: Any, artefact: str) -> None:
+    """Every block of the page is one box, no two overlap, and the page is kept as a screenshot."""
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    page.save_screenshot(str(ARTEFACTS / f"{artefact}.png"))
+    boxes = page.execute_script(BOXES)
+    assert {"model", "drop", "predict"} <= {box["name"] for box in boxes}
+    for box in boxes:
+        assert box["pieces"] == 1, f"{box['name']} is drawn as {box['pieces']} boxes"
+    for one, other in itertools.combinations(boxes, 2):
+        apart = (one["right"] <= other["left"] or other["right"] <= one["left"] or one["bottom"] <= other["top"]
+                 or other["bottom"] <= one["top"])  # fmt: skip
+        assert apart, f"{one['name']} and {other['name']} overlap: {one} {other}"
+
+
 needs_chromium = pytest.mark.skipif(
     not (CHROMIUM and CHROMEDRIVER),
     reason="no system Chromium: apt-get install -y chromium chromium-driver (as .ci/run does)",
@@ -160,6 +206,7 @@ def page_with_answer(url: str, image: Path, model_text: str, result_ready: tuple
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
         options.add_argument(flag)
+    options.add_argument("--window-size=1200,900")  # a desktop browser's width
     browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     try:
         browser.get(url)
@@ -183,9 +230,10 @@ def test_the_page_in_headless_chromium_shows_the_predicted_age(server, tmp_path)
     image.write_bytes(png(seed=5))
     expected = httpx.post(f"{server}/predict", files={"file": ("hand.png", image.read_bytes())}).json()["predicted_age"]
     with page_with_answer(
-        server, image, "years", (By.XPATH, "//div[@id='result'][contains(., 'Predicted age')]")
+        server, image, "age in years", (By.XPATH, "//div[@id='result'][contains(., 'Predicted age')]")
     ) as page:
         shown = page.find_element(By.ID, "result").text
+        assert_laid_out(page, "page-age")
     assert shown == f"Predicted age: {expected:.2f} years"
 
 
@@ -210,20 +258,27 @@ def test_the_page_shows_each_head_its_class_with_bars_and_set_or_its_value_with_
     image = tmp_path / "hand.png"
     image.write_bytes(png(seed=5))
     with served([f"run={run}"], tmp_path, cli_environment(data_dir)) as server:
-        heads = httpx.post(f"{server.url}/predict", files={"file": ("hand.png", image.read_bytes())}).json()["heads"]
+        answer = httpx.post(f"{server.url}/predict", files={"file": ("hand.png", image.read_bytes())}).json()
+        described = httpx.get(f"{server.url}/model").json()["heads"]
+        heads = answer.get("heads") or {next(iter(described)): answer}  # a model of one head answers flat
         last = f"//section[@data-head='{list(heads)[-1]}']"
         with page_with_answer(server.url, image, "predicts", (By.XPATH, last)) as page:
             shown = page.execute_script(SECTIONS)
+            assert_laid_out(page, f"page-{'-'.join(heads)}")
     assert [section["head"] for section in shown] == list(heads)
     for section in shown:
         name, head = section["head"], heads[section["head"]]
-        if head["kind"] == "classification":
-            assert section["title"] == f"{name}: {head['class']} ({head['probability'] * 100:.1f}%)"
+        unit = f" {described[name]['unit']}" if described[name]["unit"] else ""
+        if described[name]["kind"] == "classification":
+            assert section["title"] == f"Predicted {name}: {head['class']} ({head['probability'] * 100:.1f}%)"
             ranked = sorted(head["probabilities"], key=head["probabilities"].get, reverse=True)
             assert section["bars"] == (ranked if len(ranked) <= 10 else ranked[:5])  # the most probable first
             shown = f" (the 5 most probable of {len(ranked)} classes below)" if len(ranked) > 10 else ""
             assert section["summary"] == f"90% prediction set: {', '.join(map(str, head['set']['classes']))}{shown}"
         else:
-            interval = head["interval"]
-            assert section["title"] == f"{name}: {head['value']:.2f}" and section["bars"] == []
-            assert section["summary"] == f"90% interval {interval['lower']:.2f}–{interval['upper']:.2f}"
+            interval, value = head["interval"], head[f"predicted_{name}"]
+            assert section["title"] == f"Predicted {name}: {value:.2f}{unit}" and section["bars"] == []
+            assert section["summary"] == f"90% interval {interval['lower']:.2f}–{interval['upper']:.2f}{unit}"
+            low, high = described[name].get("range") or (None, None)
+            assert low is None or low <= interval["lower"] <= value  # within the head's declared range
+            assert high is None or value <= interval["upper"] <= high

@@ -34,7 +34,7 @@ def test_no_subject_appears_in_two_sets():
 
 def test_fractions_hold_per_age_bin():
     table = longitudinal_table(n_subjects=2000)
-    split = SubjectSplit(test_fraction=0.2, val_fraction=0.1, age_bin_width=10)
+    split = SubjectSplit(test_fraction=0.2, val_fraction=0.1, stratum_width=10)
     table["set"] = split.assign(table, AgeHead())
     subjects = table.groupby("subject").agg(age=("age", "mean"), set=("set", "first"))
     shares = pd.crosstab(np.floor(subjects["age"] / 10), subjects["set"], normalize="index")
@@ -52,7 +52,7 @@ def test_same_seed_same_split_other_seed_other_split():
 def test_summary_counts_images_and_subjects():
     table = longitudinal_table()
     table["set"] = SubjectSplit().assign(table, AgeHead())
-    summary = split_summary(table)
+    summary = split_summary(table, "age")
     assert sum(s["images"] for s in summary.values()) == len(table)
     assert sum(s["subjects"] for s in summary.values()) == table["subject"].nunique()
 
@@ -63,7 +63,7 @@ def test_summary_counts_images_and_subjects():
         ({"test_fraction": 1.2}, "test_fraction"),
         ({"val_fraction": -0.1}, "val_fraction"),
         ({"test_fraction": 0.6, "val_fraction": 0.5}, "test_fraction + data.split.val_fraction"),
-        ({"age_bin_width": 0}, "age_bin_width"),
+        ({"stratum_width": 0}, "stratum_width"),
     ],
 )
 def test_bad_fractions_name_the_key(kwargs, key):
@@ -80,5 +80,5 @@ def test_a_split_that_leaves_a_set_empty_is_refused():
 def test_an_age_bin_too_thin_to_share_out_is_refused_with_the_fix():
     table = longitudinal_table(n_subjects=300)
     table.loc[table["subject"] == "s0", "age"] = 150.0  # the only subject in [150, 160)
-    with pytest.raises(ConfigError, match=r"\[150, 160\): 1\). Use wider bins \(data.split.age_bin_width"):
-        SubjectSplit(age_bin_width=10).assign(table, AgeHead())
+    with pytest.raises(ConfigError, match=r"\[150, 160\): 1\). Use wider bins \(data.split.stratum_width"):
+        SubjectSplit(stratum_width=10).assign(table, AgeHead())

@@ -45,11 +45,11 @@ def test_csv_and_xlsx_with_custom_column_names(tmp_path, suffix):
     assert set(table["sex"]) == {"F", "M"}
     assert table["subject"].nunique() == 20
     datamodule = ImageDataModule(
-        source, SubjectSplit(age_bin_width=60), image_size=32, batch_size=4, task=AgeTask(), num_workers=0
+        source, SubjectSplit(stratum_width=60), image_size=32, batch_size=4, task=AgeTask(), num_workers=0
     )
     batch = next(iter(datamodule.train_dataloader()))
     assert batch["image"].shape == (4, 1, 32, 32)
-    assert datamodule.summary()["age_unit"] == "months"
+    assert datamodule.summary()["units"] == {"age": "months"}
 
 
 def test_missing_column_lists_the_columns_that_exist(tmp_path):

@@ -23,13 +23,14 @@ from boneage.evaluation.exported import SIDECAR
 from boneage.evaluation.heatmaps import write_heat_maps
 from boneage.evaluation.inference import load_run
 from boneage.evaluation.temperature import TEMPERATURE_RANGE
+from boneage.evaluation.trust import TaskTrust, fit_value_trust
 from boneage.export import export
 from boneage.modules.mixup import mix_batch
 from boneage.predict import predict
 from boneage.report import main as report_main
 from boneage.runs.summary import format_summary
 from boneage.serve import build_app
-from boneage.tasks import ClassifyTask, MultiTask, RegressionHead, ScoreTask
+from boneage.tasks import AgeHead, ClassifyTask, MultiTask, RegressionHead, ScoreTask
 from boneage.tasks.classification import ClassificationHead
 from boneage.tasks.losses import ClassificationLoss, FocalLoss, LogitAdjustedLoss, class_weights
 from boneage.tasks.ordinal import OrdinalHead
@@ -306,18 +307,20 @@ def test_each_task_trains_then_evaluates_predicts_exports_serves_and_ranks(tmp_p
     losses = [row["train/loss"] for row in record["history"]]
     assert losses[-1] < losses[0]  # it learns
     assert metric in record["metrics"] and record["best"][metric] == max(row[metric] for row in record["history"])
-    assert "trivial_predictor" in record["data"] and "trivial predictor" in result.stdout
+    assert "trivial_predictor" in record["data"] and "predictor always answers the training set's" in result.stdout
     if experiment == "demo_classify":  # a resumed classifier continues with its classes and its history
         resumed = run_cli([str(run), "trainer.max_epochs=3"], tmp_path, data_dir, app="boneage.resume")
         assert resumed.returncode == 0, resumed.stderr[-3000:]
         record = json.loads((run / "run.json").read_text())
         assert [row["epoch"] for row in record["history"]] == [0, 1, 2] and record["status"] == "finished"
 
-    calibrated = "calibrate=temperature"  # a score-only run has no class head to temper: nothing changes
+    task = load_run(run).task
+    tempered = any(head.answers_classes for head in task.heads.values())
+    calibrated = f"calibrate={'temperature' if tempered else 'none'}"  # a score run has no class head to temper
     out = evaluate(compose_app("evaluate", [f"run={run}", f"output_dir={tmp_path / 'eval'}", calibrated]))
     metrics = json.loads((out / "metrics.json").read_text())
     evaluated = pd.read_csv(out / "predictions.csv")
-    for name, figures in metrics["heads"].items():
+    for name, figures in per_head(metrics, task).items():
         if "per_class" in figures:
             assert (out / f"confusion_{name}.csv").is_file() and (out / f"confusion_{name}.png").is_file()
             confusion = pd.read_csv(out / f"confusion_{name}.csv", index_col=0)
@@ -328,10 +331,12 @@ def test_each_task_trains_then_evaluates_predicts_exports_serves_and_ranks(tmp_p
             assert TEMPERATURE_RANGE[0] <= temperature["temperature"] <= TEMPERATURE_RANGE[1]
             assert 0 <= temperature["ece_after"] <= 1 and 0 <= temperature["adaptive_ece_before"] <= 1
             assert (out / f"reliability_{name}.png").is_file() and "ECE" in (out / "report.md").read_text()
+        elif name == "age":  # a multi-task age head: the clinical figures of a bone-age run
+            assert {"image", "subject", "mae_per_age_bin", "intervals"} <= set(figures)
         else:
             assert {"srcc", "plcc", "krcc", "mean_predictor_mae"} <= set(figures)
     if "ordinal" in experiment:  # the added head's own figure, beside the classification's
-        assert 0 <= metrics["heads"]["label"]["mae_steps"] <= 3
+        assert 0 <= metrics["mae_steps"] <= 3
     if experiment == "demo_classify":  # the tempered probabilities written are still distributions
         np.testing.assert_allclose(evaluated.filter(regex=r"^p_").sum(axis=1), 1, atol=1e-6)
 
@@ -368,7 +373,7 @@ def exported_and_served_as_the_run_predicts(
     }
     for name, head in task.heads.items():
         assert sidecar["heads"][name].get("classes") == getattr(head, "classes", None)
-        assert sidecar["heads"][name]["unit"] == ("years" if name == "age" else None)  # a multi-task age head's
+        assert sidecar["heads"][name]["unit"] == head.unit  # a multi-task age head: years; its quality: points
         described, classes = sidecar["heads"][name], head.answers_classes
         assert described["conformal"]["kind"] == ("set" if classes else "interval")
         assert described["conformal"]["calibrated_on"] > 0
@@ -380,18 +385,24 @@ def exported_and_served_as_the_run_predicts(
     image = Path(predicted["image"][0])
     with TestClient(build_app(compose_app("serve", [f"run={exported}"]))) as client:
         answer = client.post("/predict", files={"file": (image.name, image.read_bytes())}).json()
-    assert set(answer["heads"]) == set(task.heads)
     row = predicted.iloc[0]
-    for name, head in answer["heads"].items():
-        if head["kind"] == "classification":
+    for name, head in per_head(answer, task).items():
+        prefix = task.column_prefix(name)
+        if task.heads[name].answers_classes:
             assert str(head["class"]) == str(row[f"predicted_{name}"])
             assert sum(head["probabilities"].values()) == pytest.approx(1, abs=1e-4)
             assert head["probability"] == pytest.approx(row[f"{name}_probability"], abs=1e-4)
-            assert "|".join(map(str, head["set"]["classes"])) == str(row[f"{name}_set_90"]).replace("nan", "")
+            assert "|".join(map(str, head["set"]["classes"])) == str(row[f"{prefix}set_90"]).replace("nan", "")
         else:
-            assert head["value"] == pytest.approx(row[f"predicted_{name}"], abs=1e-4)
-            assert head["interval"]["lower"] == pytest.approx(row[f"{name}_lower_90"], abs=1e-4)
-            assert head["interval"]["upper"] == pytest.approx(row[f"{name}_upper_90"], abs=1e-4)
+            assert head[f"predicted_{name}"] == pytest.approx(row[f"predicted_{name}"], abs=1e-4)
+            assert head["interval"]["lower"] == pytest.approx(row[f"{prefix}lower_90"], abs=1e-4)
+            assert head["interval"]["upper"] == pytest.approx(row[f"{prefix}upper_90"], abs=1e-4)
+
+
+def per_head(answer: dict, task) -> dict:
+    """Each head's part of a metrics.json or a served answer: under its name where a task has
+    several heads, the whole where it has one."""
+    return answer["heads"] if len(task.heads) > 1 else {task.names[0]: answer}
 
 
 def test_a_classifier_ensemble_averages_probabilities_over_members_and_tta_views(tmp_path, data_dir):
@@ -411,7 +422,7 @@ def test_a_classifier_ensemble_averages_probabilities_over_members_and_tta_views
         compose_app("evaluate", [f"ensemble=[{runs[0]},{runs[1]}]", "tta=[zoom]", f"output_dir={tmp_path / 'eval'}"])
     )
     metrics = json.loads((out / "metrics.json").read_text())
-    assert len(metrics["runs"]) == 2 and metrics["tta"] == ["zoom"] and metrics["heads"]["label"]["n"] > 0
+    assert len(metrics["runs"]) == 2 and metrics["tta"] == ["zoom"] and metrics["n"] > 0
     exported = export(compose_app("export", [f"ensemble=[{runs[0]},{runs[1]}]", "format=torchscript",
                                              f"output_dir={tmp_path / 'ts'}"]))  # fmt: skip
     from_export = predict_members(load_members(str(exported), None, None), rows, ["zoom"]).combined
@@ -428,10 +439,86 @@ def test_a_class_missing_from_val_or_test_is_named_and_the_class_averages_say_ov
                          "test": head.trivial(train, pd.Series(["a", "b", "b"]))}}  # fmt: skip
     assert trivial["label"]["val"]["classes_missing"] == [] and trivial["label"]["val"]["classes_present"] == 3
     assert trivial["label"]["test"]["classes_missing"] == ["rare"] and trivial["label"]["test"]["classes_present"] == 2
-    assert task.coverage_notes(trivial) == [
+    (table,) = task.summary(trivial)
+    assert table.notes[1:] == [
         "test has no image of label class(es) 'rare': its balanced_acc and macro_f1 are means over the 2 of 3 "
         "classes it holds"
     ]
-    summary = format_summary({"val/acc": 0.9, "test/acc": 0.8}, [("acc", "acc")],
-                             task.trivial_columns(trivial), "", None, "run")  # fmt: skip
+    summary = format_summary({"val/acc": 0.9, "test/acc": 0.8}, [table._replace(columns=[("acc", "acc")])], None, "run")
     assert summary.splitlines()[3].split()[-1] == "2"  # the test set's classes present, as a count
+
+
+def test_the_multi_task_summary_prints_one_table_per_head_each_under_its_name():
+    classes = ["infant", "child", "adolescent", "mature"]
+    heads = {"stage": ClassificationHead(classes=classes), "quality": RegressionHead(), "age": AgeHead()}
+    task = MultiTask(heads, monitor="val/stage/acc", mode="max")
+    train = {"stage": pd.Series(classes * 3), "quality": pd.Series([10.0, 50.0, 90.0]), "age": pd.Series([2.0, 9.0])}
+    trivial = {name: {stage: head.trivial(train[name], train[name]) for stage in ("val", "test")}
+               for name, head in heads.items()}  # fmt: skip
+    metrics = {f"{stage}/{name}/{metric}": 0.5 for stage in ("val", "test") for name, head in heads.items()
+               for metric in head.metric_names}  # fmt: skip
+    lines = format_summary(metrics, task.summary(trivial), None, "run").splitlines()
+    for name in heads:
+        header = lines.index(name) + 1
+        assert lines[header + 1].startswith("val") and lines[header + 2].startswith("test")
+    assert max(len(line) for line in lines) <= 120
+    assert "(errors in years; the mean predictor always answers the training set's mean age)" in lines
+
+
+@pytest.mark.slow
+def test_a_multi_task_age_head_gets_the_calibration_intervals_and_clinical_report_of_an_age_run(tmp_path, data_dir):
+    """The multi-task demo (make train-multitask, three epochs): its age head is evaluated,
+    predicted, exported and served as a bone-age run's age is."""
+    run = tmp_path / "run"
+    result = run_cli(["experiment=demo_multitask", "trainer.max_epochs=3", f"hydra.run.dir={run}"], tmp_path, data_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = evaluate(compose_app("evaluate", [f"run={run}", "calibrate=[linear,temperature]", "intervals_by=sex",
+                                            "heatmaps=false", f"output_dir={tmp_path / 'eval'}"]))  # fmt: skip
+    age = json.loads((out / "metrics.json").read_text())["heads"]["age"]
+    assert {"image", "subject", "mae_per_age_bin", "mae_per_sex"} <= set(age) and age["unit"] == "years"
+    assert age["calibration"]["method"] == "linear" and len(age["calibration"]["per_age_bin"]) >= 8
+    assert age["intervals"]["by"] == "sex" and set(age["intervals"]["90%"]["per_sex"]) == {"F", "M"}
+    report = (out / "report.md").read_text()
+    assert "## age" in report and "### MAE per age bin" in report and "### Linear calibration" in report
+    assert (out / "bland_altman_age.png").is_file() and (out / "mae_per_age_bin_age.png").is_file()
+    plain = evaluate(compose_app("evaluate", [f"run={run}", "heatmaps=false", f"output_dir={tmp_path / 'plain'}"]))
+    covered = json.loads((plain / "metrics.json").read_text())["heads"]["age"]["intervals"]["90%"]["coverage"]
+    assert covered == pytest.approx(0.9, abs=0.04)  # on the test subjects' images
+
+    table = pd.read_csv(run / "splits.csv").query("set == 'test'").head(8)
+    table.assign(chronological=table["age"] + 1.0)[["image", "sex", "chronological"]].to_csv(tmp_path / "t.csv")
+    keys = ["calibrate=linear", "intervals_by=age_bin"]
+    output = tmp_path / "predicted.csv"
+    predict(compose_app("predict", [f"run={run}", f"input={tmp_path / 't.csv'}", "image_dir=/", *keys,
+                                    "chronological_age_column=chronological", f"output={output}"]))  # fmt: skip
+    predicted = pd.read_csv(output)
+    assert (predicted["age_unit"] == "years").all() and (predicted["quality_unit"] == "points").all()
+    assert predicted["age_development_90"].isin(["advanced", "within", "delayed"]).all()
+    assert predicted["quality_lower_90"].min() >= 0 and predicted["quality_upper_90"].max() <= 100  # its range
+    exported = export(compose_app("export", [f"run={run}", *keys, f"output_dir={tmp_path / 'export'}"]))
+    described = json.loads((exported / SIDECAR).read_text())["heads"]["age"]
+    assert described["calibration"]["kind"] == "linear" and described["conformal"]["grouped_by"] == "age_bin"
+    image = Path(table["image"].iloc[0])
+    with TestClient(build_app(compose_app("serve", [f"run={exported}"]))) as client:
+        answer = client.post("/predict", files={"file": (image.name, image.read_bytes())}).json()["heads"]["age"]
+    first = predicted.iloc[0]
+    assert answer["unit"] == "years"
+    assert answer["predicted_age"] == pytest.approx(first["predicted_age"], abs=1e-3)
+    assert answer["interval"]["lower"] == pytest.approx(first["age_lower_90"], abs=1e-3)
+
+
+def test_a_regression_head_with_a_declared_range_clips_its_answers_and_intervals_to_it():
+    head = RegressionHead(name="quality", range=[0, 100])
+    rng = np.random.default_rng(0)
+    true = rng.uniform(0, 100, 1000)
+    predicted = true + rng.normal(0, 15, 1000)
+    rows = pd.DataFrame(index=range(3))
+    trust = fit_value_trust(true, predicted, pd.DataFrame(index=range(1000)), "none", None, 1.0, head=head)
+    answers = TaskTrust({"quality": trust}).applied(
+        ScoreTask(target="quality", range=[0, 100]), np.array([105.0, -3, 50])
+    )
+    np.testing.assert_allclose(answers["quality"][:, 0], [100, 0, 50])
+    lower, upper = trust.bounds(head, answers["quality"][:, 0], rows, 0.9)
+    assert lower.min() >= 0 and upper.max() <= 100 and upper[2] - lower[2] > 30  # only the ends are cut
+    with pytest.raises(ConfigError, match=r"quality head's range must be \[low, high\] with low < high"):
+        RegressionHead(name="quality", range=[100, 0])

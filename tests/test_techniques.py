@@ -39,7 +39,7 @@ def train_with_config_saved(cfg: DictConfig, run_dir: Path) -> dict[str, float]:
     """train(), plus the .hydra/config.yaml a CLI run leaves for evaluate and predict."""
     (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
-    return train(cfg)
+    return train(cfg).metrics
 
 
 @pytest.mark.slow
@@ -65,6 +65,7 @@ def test_swa_averages_the_epochs_from_its_start_at_its_own_lr(compose_train, tmp
     overrides = ["averaging=swa", "callbacks.averaging.swa_epoch_start=1", "callbacks.averaging.swa_lr=1e-5"]
     train(compose_train([*TINY, "trainer.max_epochs=3", "callbacks.averaging.annealing_epochs=1", *overrides]))
     checkpoint = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["epoch"] == 2  # last.ckpt is the last epoch, whether or not it improved
     assert int(checkpoint["averaging_state"]["n_averaged"]) == 2  # the ends of epochs 1 and 2
     history = record_of(tmp_path / "run")["history"]
     assert history[0]["lr"] > 1e-4 and history[2]["lr"] == pytest.approx(1e-5)
@@ -196,7 +197,7 @@ def test_mean_variance_loss_learns_to_beat_the_mean_predictor_and_scales_its_int
     assert metrics["val/mae"] < record["data"]["mean_predictor_mae"]["val"]
 
     run = load_run(tmp_path / "run")
-    spreads = run.spread(run.test_rows)  # its own deviation, in years
+    spreads = run.spread(run.test_rows, "age")  # its own deviation, in years
     assert (spreads > 0).all() and spreads.std() > 0
     overrides = [
         f"run={tmp_path / 'run'}",
@@ -297,7 +298,7 @@ def test_ema_weight_follows_the_network_early_and_reaches_its_decay_later():
 def test_ema_of_a_short_run_is_a_real_average_not_the_initial_weights(compose_train, tmp_path):
     """Two demo epochs at the default decay (0.999): without warmup the average is still mostly the
     random initial network, and scores like the mean predictor."""
-    metrics = train(compose_train([*TINY, "trainer.max_epochs=3", "averaging=ema"]))
+    metrics = train(compose_train([*TINY, "trainer.max_epochs=3", "averaging=ema"])).metrics
     mean_predictor = record_of(tmp_path / "run")["data"]["mean_predictor_mae"]["val"]
     assert metrics["val/mae"] < 0.8 * mean_predictor
 

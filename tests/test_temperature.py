@@ -3,16 +3,13 @@ set's probabilities honest (ECE falls) without changing any image's predicted cl
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 from scipy.special import softmax
 
 from boneage.config.errors import ConfigError
-from boneage.evaluation.heads_trust import HeadsTrust, heads_trust_for
 from boneage.evaluation.temperature import calibration_errors, fit_temperature, tempered
+from boneage.evaluation.trust import check_interval_settings, checked_calibrations
 from boneage.tasks import ClassifyTask
 
 
@@ -54,11 +51,12 @@ def test_ece_and_adaptive_ece_are_the_confidence_accuracy_gaps_counted_by_hand()
 
 
 def test_a_calibration_a_class_task_cannot_take_is_refused_by_name():
-    with pytest.raises(ConfigError, match=r"calibrate='linear' does not apply to a ClassifyTask run.*temperature"):
-        HeadsTrust.fit(ClassifyTask(), members=[], tta="none", weights=None, intervals=False, calibrate="linear")
+    with pytest.raises(
+        ConfigError, match=r"calibrate='linear': no head of this ClassifyTask run takes it.*temperature"
+    ):
+        checked_calibrations(ClassifyTask(), "linear")
 
 
 def test_the_keys_of_bone_ages_intervals_are_refused_by_name_for_another_task():
-    settings = OmegaConf.create({"calibrate": "none", "intervals_by": "sex", "intervals_scale": None})
-    with pytest.raises(ConfigError, match=r"intervals_by=sex shapes bone age's intervals; a ClassifyTask run's"):
-        heads_trust_for([SimpleNamespace(task=ClassifyTask())], settings, "none", None, intervals=True)
+    with pytest.raises(ConfigError, match=r"intervals_by='sex' does not apply to this ClassifyTask run's intervals"):
+        check_interval_settings(ClassifyTask(), "sex", None)

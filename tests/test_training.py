@@ -23,12 +23,12 @@ def test_short_training_learns_and_beats_the_mean_predictor(compose_train, tmp_p
     overrides = [
         "experiment=demo",
         "data.source.n_subjects=150",
-        "data.split.age_bin_width=4",
+        "data.split.stratum_width=4",
         "model.image_size=48",
         "trainer.max_epochs=8",
         "callbacks.progress_bar.refresh_rate=0",
     ]
-    metrics = train(compose_train(overrides))
+    metrics = train(compose_train(overrides)).metrics
     record = record_of(tmp_path / "run")
     val_mae = [row["val/mae"] for row in record["history"]]
     baseline = record["data"]["mean_predictor_mae"]
@@ -42,7 +42,7 @@ def test_short_training_learns_and_beats_the_mean_predictor(compose_train, tmp_p
 def test_run_directory_holds_record_split_checkpoints_curves_and_trackers(compose_train, tmp_path):
     metrics = train(
         compose_train([*TINY, "trainer.max_epochs=2", "model.dropout=0.3", "logger=[tensorboard,mlflow,wandb]"])
-    )
+    ).metrics
     run_dir = tmp_path / "run"
     record = record_of(run_dir)
     assert record["status"] == "finished" and record["error"] is None
@@ -146,12 +146,6 @@ def test_ddp_runs_two_ranks_in_one_folder_and_scores_each_image_once_as_one_devi
 
 
 @pytest.mark.slow
-def test_layer_decay_of_one_trains_every_layer_at_the_same_lr(compose_train, tmp_path):
-    train(compose_train([*TINY, "training.layer_decay=1.0"]))
-    assert record_of(tmp_path / "run")["status"] == "finished"
-
-
-@pytest.mark.slow
 def test_plateau_schedule_lowers_the_lr_when_val_mae_stops_improving(compose_train, tmp_path):
     # A relative threshold of 10 counts no epoch as an improvement: with patience 0 the lr halves each epoch.
     plateau = ["scheduler=plateau", "scheduler.scheduler.patience=0", "+scheduler.scheduler.threshold=10"]
@@ -164,6 +158,6 @@ def test_plateau_schedule_lowers_the_lr_when_val_mae_stops_improving(compose_tra
 
 @pytest.mark.slow
 def test_a_bf16_mixed_precision_step_runs_on_cpu(compose_train, tmp_path):
-    metrics = train(compose_train([*TINY, "trainer.precision=bf16-mixed", "debug=fdr"]))
+    metrics = train(compose_train([*TINY, "trainer.precision=bf16-mixed", "debug=fdr"])).metrics
     assert np.isfinite(metrics["val/mae"])
     assert record_of(tmp_path / "run")["training"]["precision"] == "bf16-mixed"

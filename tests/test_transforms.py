@@ -8,7 +8,7 @@ import torch
 from albumentations.pytorch import ToTensorV2
 
 from boneage.datamodules.transforms import build_pipeline, preprocessing
-from boneage.modules.pixels import IMAGENET_MEAN, IMAGENET_STD, GrayToNormalisedRGB
+from boneage.modules.pixels import IMAGENET, GrayToNormalisedRGB
 
 
 def radiograph(height: int = 120, width: int = 80) -> np.ndarray:
@@ -35,8 +35,10 @@ def test_any_aspect_ratio_fits_the_square_without_distortion():
 def test_loader_images_are_one_byte_gray_and_the_model_normalises_them_as_albumentations_did():
     gray = build_pipeline(preprocessing(32))(image=radiograph())["image"]
     assert gray.dtype == torch.uint8 and gray.shape == (1, 32, 32)
-    on_the_device = GrayToNormalisedRGB()(gray[None])[0]
-    in_the_loader = A.Compose([A.ToRGB(num_output_channels=3), A.Normalize(IMAGENET_MEAN, IMAGENET_STD), ToTensorV2()])
+    on_the_device = GrayToNormalisedRGB(**IMAGENET)(gray[None])[0]
+    in_the_loader = A.Compose(
+        [A.ToRGB(num_output_channels=3), A.Normalize(IMAGENET["mean"], IMAGENET["std"]), ToTensorV2()]
+    )
     assert torch.equal(on_the_device, in_the_loader(image=gray[0].numpy())["image"])  # bit for bit
-    blended = GrayToNormalisedRGB()(gray[None].float())[0]  # Mixup hands over float pixels
+    blended = GrayToNormalisedRGB(**IMAGENET)(gray[None].float())[0]  # Mixup hands over float pixels
     assert torch.equal(blended, on_the_device)

@@ -32,7 +32,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.flop_counter import FlopCounterMode
 
-from boneage.config.build import build, build_data_and_module
+from boneage.config.build import build, build_data_and_module, build_trainer
 from boneage.config.cli import hydra_command
 from boneage.config.resolvers import register_resolvers
 from boneage.runs.records import RunRecord, environment
@@ -147,9 +147,7 @@ def measure_overhead(cfg: DictConfig, epochs: int) -> dict[str, Any]:
     datamodule, module = build_data_and_module(cfg)
     timer = EpochTimer()
     plain = PlainLoopInTurn(build(cfg.module, task=datamodule.task), cfg)
-    callbacks = [build(node) for node in cfg.callbacks.values()] + [timer, plain]
-    loggers = [build(node) for node in cfg.logger.values()]
-    trainer = build(cfg.trainer, callbacks=callbacks, logger=loggers, max_epochs=epochs)
+    trainer = build_trainer(cfg, [timer, plain], max_epochs=epochs)
     trainer.fit(module, datamodule=datamodule)
     boneage_s, plain_s = min(timer.seconds[1:]), min(plain.seconds[1:])
     images = len(datamodule.rows("train")) // cfg.data.batch_size * cfg.data.batch_size
@@ -170,8 +168,7 @@ class PlainLoopInTurn(pl.Callback):
     """The same training written as a bare PyTorch loop (forward, the head's own loss, backward,
     gradient clipping, AdamW step, per-batch lr schedule), one epoch of it after each boneage
     training epoch. The two take turns, so that a machine whose speed drifts over the measurement
-    (a shared one does) slows both alike: timed one after the other, the classification ratio read
-    0.87 in one run and 1.16 in the next."""
+    (a shared one does) slows both alike."""
 
     def __init__(self, module: torch.nn.Module, cfg: DictConfig) -> None:
         use_cuda = torch.cuda.is_available() and cfg.trainer.accelerator != "cpu"
@@ -262,7 +259,7 @@ def _measure_model(option: str, settings: dict[str, Any]) -> dict[str, Any]:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     rss_before = _memory_mb("VmRSS")
     module = build(cfg.module, task=build(cfg.task)).to(device)
-    size, batch = cfg.model.image_size, settings["model_batch"]
+    size, batch = cfg.data.image_size, settings["model_batch"]
     images = torch.randint(256, (batch, 1, size, size), dtype=torch.uint8, device=device)
     ages = torch.rand(batch, device=device)
     with FlopCounterMode(display=False) as flops:

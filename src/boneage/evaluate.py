@@ -13,7 +13,6 @@ from typing import Any
 from boneage.runtime.startup import collector_paused
 
 with collector_paused():  # torch and its libraries: a fifth quicker to start
-    import numpy as np
     import pandas as pd
     from hydra.utils import instantiate
     from omegaconf import DictConfig
@@ -24,28 +23,27 @@ with collector_paused():  # torch and its libraries: a fifth quicker to start
     from boneage.datamodules.images import ImageLimits
     from boneage.datamodules.intake import set_aside_unreadable
     from boneage.datamodules.validation import describe
-    from boneage.evaluation.chronological import chronological_figures, compare_with_chronological
+    from boneage.evaluation.answers import Answers
     from boneage.evaluation.ensemble import load_members, plain, predict_members, shared_test_rows
-    from boneage.evaluation.heads_trust import heads_trust_for
     from boneage.evaluation.heatmaps import heat_map_grid
     from boneage.evaluation.inference import TrainedRun
-    from boneage.evaluation.markdown import write_markdown
-    from boneage.evaluation.metrics import age_bins, evaluation_metrics
     from boneage.evaluation.ood import FeatureDistance, ood_of
-    from boneage.evaluation.plots import plot_evaluation
-    from boneage.evaluation.targets import calibration_report, evaluate_targets, write_targets_markdown
-    from boneage.evaluation.temperature import calibration_sentence
-    from boneage.evaluation.trust import Trust, interval_figures, spreads_of, trust_for
+    from boneage.evaluation.per_head import Evaluated, identity_columns
+    from boneage.evaluation.report import write_report
+    from boneage.evaluation.trust import trust_for
     from boneage.evaluation.tta import uses_tta
     from boneage.runs.records import now
     from boneage.tasks.base import Task
-    from boneage.tasks.metrics import regression_metrics
+
+
+# The command's keys a head's evaluation reads (the age head: limits, bins, bootstrap, chronological age).
+SETTINGS = ("tta", "weights", "intervals", "limits", "age_bin_width", "bootstrap", "seed", "chronological_age_column")
 
 
 def evaluate(cfg: DictConfig) -> Path:
-    """Evaluates the run or ensemble of `cfg`; returns the folder the results went to. An age
-    run gets the clinical evaluation (intervals, calibration, age bins, OOD flags, heat maps);
-    any other task its heads' figures (evaluation/targets.py)."""
+    """Evaluates the run or ensemble of `cfg` head by head (each head's figures, calibration,
+    intervals or prediction sets, and what it adds: an age head its clinical report), with
+    out-of-distribution flags and heat maps; returns the folder the results went to."""
     members = load_members(cfg.run, plain(cfg.ensemble), cfg.sweep)
     task = members[0].task
     rows, evaluated_on = _rows(cfg, members, task)
@@ -55,135 +53,70 @@ def evaluate(cfg: DictConfig) -> Path:
     if len(unreadable):  # files changed or gone since training: the others are evaluated, these listed
         unreadable.to_csv(out / "unreadable.csv", index=False)
         print(f"{len(unreadable)} image(s) left out, unreadable; listed with the reason in {out / 'unreadable.csv'}")
-    return EVALUATIONS[task.family](cfg, members, rows, evaluated_on, out)
-
-
-def _evaluate_heads(
-    cfg: DictConfig, members: list[TrainedRun], rows: pd.DataFrame, evaluated_on: str, out: Path
-) -> Path:
-    task = members[0].task
-    tta, weights, levels = plain(cfg.tta), plain(cfg.weights), list(cfg.intervals)
-    raw = predict_members(members, rows, tta, weights).combined
-    trust = heads_trust_for(members, cfg, tta, weights, bool(levels))
-    train = members[0].rows_of("train")
-    predictions, metrics, plots = evaluate_targets(task, rows, raw, train, out, trust, levels)
-    if (temperatures := trust.temperature_scaling) is not None:
-        figures, reliability = calibration_report(task, rows, raw, temperatures, out)
-        for name, head_figures in figures.items():
-            metrics["heads"][name]["calibration"] = head_figures
-            print(f"{name}: {calibration_sentence(head_figures)}")
-        plots += reliability
-    metrics |= {"runs": [member.name for member in members], "tta": tta, "images": len(rows),
+    rows = rows.reset_index(drop=True)
+    evaluated = _evaluated(cfg, members, rows)
+    predictions, per_head, plots = [identity_columns(rows)], {}, []
+    for name in task.names:
+        table, per_head[name], head_plots = evaluated.head(name, out)
+        predictions.append(table)
+        plots += head_plots
+    predictions = pd.concat(predictions, axis=1)
+    single = len(task.heads) == 1
+    metrics = dict(per_head[task.names[0]]) if single else {"heads": per_head}
+    metrics |= {"runs": list(evaluated.predicted.per_member), "tta": evaluated.settings["tta"], "images": len(rows),
                 "evaluated_on": evaluated_on, "monitor": task.monitor}  # fmt: skip
+    if (ood := ood_of(members, cfg.ood_quantile)) is not None:
+        predictions["ood_score"], predictions["ood_flag"] = ood.flags(members[0].features(rows))
+        metrics["out_of_distribution"] = ood_figures(predictions, ood, task)
     predictions.to_csv(out / "predictions.csv", index=False)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
-    write_targets_markdown(metrics, plots, out / "report.md")
-    for name, figures in metrics["heads"].items():
-        shown = ", ".join(f"{key} {value:.3f}" for key, value in figures.items()
-                          if isinstance(value, float) and key != "n")  # fmt: skip
-        print(f"{name}: {shown} on {figures['n']} images")
+    first, head = next(iter(task.heads.items()))
+    if cfg.heatmaps and isinstance(members[0], TrainedRun) and not head.answers_classes:
+        truth = predictions[first].dropna()  # the first head's strata, by each image's truth: age bins, quantiles
+        strata = head.subject_strata(truth, truth.index.to_series(), cfg.age_bin_width).reindex(predictions.index)
+        plots.append(heat_map_grid(members[0], predictions, first, f"{task.column_prefix(first)}predicted", strata,
+                                   out / "heatmaps.png"))  # fmt: skip
+    subjects = rows["subject"].nunique() if "subject" in rows else None
+    write_report(task, metrics, {task.names[0]: metrics} if single else per_head, plots, subjects, out / "report.md")
+    for name, head in task.heads.items():
+        print(("" if single else f"{name}: ") + head.evaluation_line(per_head[name]))
     print(f"results in {out}")
     return out
 
 
-def _evaluate_age(cfg: DictConfig, members: list[TrainedRun], rows: pd.DataFrame, evaluated_on: str, out: Path) -> Path:
-    tta, weights = plain(cfg.tta), plain(cfg.weights)
-    predicted = predict_members(members, rows, tta, weights)
-    raw, per_member = predicted.combined, predicted.per_member
-    trust = trust_for(members, cfg, tta, weights)
-    combined = trust.calibrated(raw)
-    predictions = rows[["image", "subject", "sex", "age"]].assign(predicted=combined, error=combined - rows["age"])
-    if cfg.chronological_age_column:
-        predictions["chronological_age"] = _chronological_ages(rows, cfg.chronological_age_column)
-    metrics = evaluation_metrics(predictions, cfg.limits, cfg.age_bin_width, cfg.bootstrap, cfg.seed)
-    metrics |= {"runs": list(per_member), "tta": tta, "unit": members[0].unit, "evaluated_on": evaluated_on}
-    if len(members) > 1:
-        metrics["members"] = {name: regression_metrics(rows["age"], values) for name, values in per_member.items()}
-        for index, values in enumerate(per_member.values()):
-            predictions[f"predicted_member{index}"] = values
-    if uses_tta(tta):  # the same images without TTA: does it help on this run?
-        without = predict_members(members, rows, "none", weights).combined
-        predictions["predicted_without_tta"] = trust.calibrated(without)
-        metrics["tta_against_none"] = {
-            "with TTA": regression_metrics(rows["age"], combined),
-            "without": regression_metrics(rows["age"], predictions["predicted_without_tta"]),
-        }
-    if cfg.calibrate != "none":
-        predictions["predicted_uncalibrated"] = raw
-        metrics["calibration"] = calibration_figures(predictions, trust, cfg.age_bin_width)
-    metrics["intervals"] = _intervals(predictions, trust, spreads_of(members, rows, predicted, trust.scale), cfg)
-    if cfg.chronological_age_column:
-        compare_with_chronological(predictions, "predicted", list(cfg.intervals))
-        metrics["chronological"] = chronological_figures(predictions, list(cfg.intervals))
-    if (ood := ood_of(members, cfg.ood_quantile)) is not None:
-        predictions["ood_score"], predictions["ood_flag"] = ood.flags(members[0].features(rows))
-        metrics["out_of_distribution"] = ood_figures(predictions, ood)
-
-    predictions.to_csv(out / "predictions.csv", index=False)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
-    plots = plot_evaluation(predictions, metrics["mae_per_age_bin"], members[0].unit, out)
-    if cfg.heatmaps and isinstance(members[0], TrainedRun):
-        plots.append(heat_map_grid(members[0], predictions, cfg.age_bin_width, out / "heatmaps.png"))
-    write_markdown(metrics, plots, out / "report.md")
-    image = metrics["image"]
-    print(f"MAE {image['mae']:.3f} {members[0].unit} (95% CI {image['mae_ci95'][0]:.3f}-{image['mae_ci95'][1]:.3f}), "
-          f"RMSE {image['rmse']:.3f}, r {image['pearson_r']:.3f} on {image['n']} images; results in {out}")  # fmt: skip
-    return out
+def _evaluated(cfg: DictConfig, members: list, rows: pd.DataFrame) -> Evaluated:
+    """The members' answers on `rows` (with and, for comparison, without TTA), trusted as the
+    command's keys ask (calibration and intervals fitted on the validation subjects)."""
+    task = members[0].task
+    settings = {key: plain(cfg[key]) for key in SETTINGS}
+    tta, weights, levels = settings["tta"], settings["weights"], settings["intervals"]
+    trust = trust_for(members, cfg, tta, weights, bool(levels))
+    answers = Answers(members, trust, tta, weights)
+    predicted, trusted = answers.predict(rows)
+    return Evaluated(
+        task, rows, members[0].rows_of("train"), predicted,
+        predict_members(members, rows, "none", weights) if uses_tta(tta) else None, trust, trusted,
+        {level: answers.bounds(rows, predicted, trusted, level) for level in levels}, settings,
+    )  # fmt: skip
 
 
-def ood_figures(predictions: pd.DataFrame, ood: FeatureDistance) -> dict[str, Any]:
-    """How many images are flagged, and their MAE against the rest's."""
+def ood_figures(predictions: pd.DataFrame, ood: FeatureDistance, task: Task) -> dict[str, Any]:
+    """How many images are flagged, and the MAE of the flagged against the rest's (of the task's
+    first value head, where it has one; named where it has several heads)."""
     flagged = predictions["ood_flag"].astype(bool)
-    error = predictions["error"].abs()
-    return {
-        "threshold": ood.threshold,
-        "quantile": ood.quantile,
-        "flagged": int(flagged.sum()),
-        "share": float(flagged.mean()),
-        "mae_flagged": float(error[flagged].mean()) if flagged.any() else None,
-        "mae_rest": float(error[~flagged].mean()),
-    }
-
-
-def calibration_figures(predictions: pd.DataFrame, trust: Trust, bin_width: float) -> dict[str, Any]:
-    """The fitted line, and MAE and bias per age bin before and after it."""
-    per_bin = {}
-    for name, group in predictions.groupby(age_bins(predictions["age"], bin_width), observed=True):
-        before = group["predicted_uncalibrated"] - group["age"]
-        after = group["predicted"] - group["age"]
-        per_bin[name] = {
-            "n": len(group), "mae_before": float(before.abs().mean()), "mae_after": float(after.abs().mean()),
-            "bias_before": float(before.mean()), "bias_after": float(after.mean()),
-        }  # fmt: skip
-    return {"method": "linear", "slope": trust.slope, "intercept": trust.intercept, "per_age_bin": per_bin}
-
-
-def _intervals(predictions: pd.DataFrame, trust: Trust, spreads: np.ndarray | None, cfg: DictConfig) -> dict[str, Any]:
-    """Each level's bounds (added to `predictions`) and their coverage and width on these images."""
-    groups = {"age_bin": age_bins(predictions["age"], cfg.age_bin_width), "sex": predictions["sex"]}
-    figures: dict[str, Any] = {
-        "calibrated_on": f"{len(trust.residuals)} validation images",
-        "by": trust.by,
-        "scaled_by": trust.scale,
-    }
-    for level in cfg.intervals:
-        name = f"{round(100 * level)}"
-        lower, upper = trust.bounds(predictions["predicted"].to_numpy(), predictions, level, spreads)
-        predictions[f"lower_{name}"], predictions[f"upper_{name}"] = lower, upper
-        figures[f"{name}%"] = interval_figures(predictions["age"].to_numpy(), lower, upper, groups)
+    figures = {"threshold": ood.threshold, "quantile": ood.quantile, "flagged": int(flagged.sum()),
+               "share": float(flagged.mean())}  # fmt: skip
+    values = [name for name, head in task.heads.items() if not head.answers_classes]
+    if values:
+        if len(task.heads) > 1:
+            figures["mae_of"] = values[0]
+        absolute = predictions[f"{task.column_prefix(values[0])}error"].abs()
+        figures["mae_flagged"] = float(absolute[flagged].mean()) if flagged.any() else None
+        figures["mae_rest"] = float(absolute[~flagged].mean())
     return figures
 
 
-def _chronological_ages(rows: pd.DataFrame, column: str) -> pd.Series:
-    if column not in rows:
-        raise DataError(
-            f"chronological_age_column={column!r}: the evaluated rows have no such column "
-            f"(they have {', '.join(map(str, rows.columns))}); it rides along from the training table."
-        )
-    return pd.to_numeric(rows[column], errors="coerce")
-
-
-def _rows(cfg: DictConfig, members: list[TrainedRun], task: Task) -> tuple[pd.DataFrame, str]:
+def _rows(cfg: DictConfig, members: list, task: Task) -> tuple[pd.DataFrame, str]:
     if cfg.get("data") is None:
         return shared_test_rows(members), "the runs' own test subjects"
     table = instantiate(cfg.data.source).load(task.heads)
@@ -191,10 +124,6 @@ def _rows(cfg: DictConfig, members: list[TrainedRun], task: Task) -> tuple[pd.Da
     if bad.any():
         raise DataError(describe(table[bad], cfg.data.source.path))
     return table, f"all of {cfg.data.source.path}"
-
-
-# What evaluate gives each task family (Task.family).
-EVALUATIONS = {"age": _evaluate_age, "heads": _evaluate_heads}
 
 
 @hydra_command("evaluate")

@@ -29,7 +29,6 @@ with collector_paused():  # torch and its libraries: a fifth quicker to start
     from boneage.config.resolvers import unique_dir
     from boneage.evaluation.ensemble import load_members, plain, predict_members, shared_test_rows
     from boneage.evaluation.exported import SIDECAR, load_export
-    from boneage.evaluation.heads_trust import heads_trust_for
     from boneage.evaluation.inference import TrainedRun
     from boneage.evaluation.trust import trust_for
     from boneage.modules.pixels import INPUT_FORMAT
@@ -56,9 +55,9 @@ def export(cfg: DictConfig) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     try:
         sidecar = _write_all(members, weights, out, cfg.format)
-        trust = TRUSTS[members[0].task.family](members, cfg, weights)
+        trust = trust_for(members, cfg, "none", weights, intervals=True)
         sidecar["trust"] = trust.as_dict()
-        for name, fitted in trust.by_head(members[0].task).items():
+        for name, fitted in trust.by_head().items():
             sidecar["heads"][name] |= fitted
         (out / SIDECAR).write_text(json.dumps(sidecar, indent=2))  # the check loads the export as a user would
         sidecar["check"] = _check(members, weights, out, cfg.check_images, cfg.tolerance)
@@ -72,13 +71,6 @@ def export(cfg: DictConfig) -> Path:
     return out
 
 
-# The calibration and interval or set tables an export stores, by task family (Task.family).
-TRUSTS = {
-    "age": lambda members, cfg, weights: trust_for(members, cfg, "none", weights),
-    "heads": lambda members, cfg, weights: heads_trust_for(members, cfg, "none", weights, intervals=True),
-}
-
-
 def _write_all(members: list[TrainedRun], weights: list[float], out: Path, fmt: str) -> dict[str, Any]:
     """Every network, and the sidecar that describes them."""
     files = [out / f"member{index}{SUFFIX[fmt]}" for index in range(len(members))]
@@ -87,7 +79,7 @@ def _write_all(members: list[TrainedRun], weights: list[float], out: Path, fmt: 
         for member, file, weight in zip(members, files, weights, strict=True)
     ]
     task = members[0].task
-    heads = {name: head.description() | {"unit": head.unit(members[0].age_unit)} for name, head in task.heads.items()}
+    heads = {name: head.description() | {"unit": head.unit} for name, head in task.heads.items()}
     return {"boneage_version": __version__, "created_at": now(), "format": fmt, "heads": heads, "members": entries}
 
 
@@ -112,6 +104,7 @@ def _write(member: TrainedRun, file: Path, fmt: str) -> dict[str, Any]:
         "name": member.name,
         "unit": member.unit,
         "image_input": INPUT_FORMAT,
+        "pixel_stats": member.module.hparams["pixel_stats"],  # what the network normalises its input with
         "task": {"config": OmegaConf.to_container(member.config.task, resolve=True), "state": member.task.state()},
         "settings": member.settings,
         "metrics": member.metrics,

@@ -7,7 +7,6 @@ header's sex and chronological age fill in what a table would give.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +21,14 @@ with collector_paused():  # torch and its libraries: a fifth quicker to start
     from boneage.datamodules.dicom_header import HEADER_COLUMNS, patient_fields
     from boneage.datamodules.images import IMAGE_SUFFIXES, ImageLimits
     from boneage.datamodules.intake import images_in_folder, set_aside_unreadable
-    from boneage.evaluation.chronological import DIFFERENCE, PER_YEAR, chronological_figures, compare_with_chronological
-    from boneage.evaluation.ensemble import load_members, plain, predict_members
-    from boneage.evaluation.heads_trust import heads_trust_for
+    from boneage.evaluation.answers import Answers
+    from boneage.evaluation.ensemble import load_members, plain
     from boneage.evaluation.heatmaps import write_heat_maps
     from boneage.evaluation.inference import TrainedRun
     from boneage.evaluation.ood import ood_of
-    from boneage.evaluation.trust import spreads_of, trust_for
+    from boneage.evaluation.trust import trust_for
+    from boneage.tasks.base import Task
+    from boneage.tasks.clinical import DIFFERENCE, chronological_figures
 
 
 def images_to_predict(
@@ -65,9 +65,10 @@ def predict(cfg: DictConfig) -> Path:
     difference and whether it lies outside each interval."""
     members = load_members(cfg.run, plain(cfg.ensemble), cfg.sweep)
     found, skipped = images_to_predict(cfg.input, cfg.image_column, cfg.image_dir, cfg.chronological_age_column)
+    tta, weights, levels = plain(cfg.tta), plain(cfg.weights), list(cfg.intervals)
+    answers = Answers(members, trust_for(members, cfg, tta, weights, bool(levels)), tta, weights)
     limits = ImageLimits(cfg.max_pixels, cfg.multi_frame)
-    inputs = sorted({name for member in members for name in member.inputs})
-    rows, unreadable = set_aside_unreadable(found, limits, cfg.on_unreadable == "stop", inputs)
+    rows, unreadable = set_aside_unreadable(found, limits, cfg.on_unreadable == "stop", answers.inputs)
     unreadable = pd.concat([skipped, unreadable], ignore_index=True)
     if cfg.explain and not isinstance(members[0], TrainedRun):
         raise ConfigError("explain=true needs a trained run (its PyTorch network for Grad-CAM), not an export.")
@@ -77,21 +78,20 @@ def predict(cfg: DictConfig) -> Path:
     if len(unreadable):
         unreadable.to_csv(listed, index=False)
     output.unlink(missing_ok=True)
-    tta, weights = plain(cfg.tta), plain(cfg.weights)
-    answer = ANSWERS[members[0].task.family](members, cfg, tta, weights)
     ood = ood_of(members, cfg.ood_quantile)
     for start in range(0, len(rows), cfg.chunk_size):
         chunk = rows.iloc[start : start + cfg.chunk_size]
-        written = answer(chunk)
+        written = answers.table(chunk, levels)
         if ood is not None:
             written["ood_score"], written["ood_flag"] = ood.flags(members[0].features(chunk))
         if cfg.explain:
             write_heat_maps(members[0], chunk, output.with_name(f"{output.stem}_heatmaps"))
         written.to_csv(output, mode="a", header=start == 0, index=False)
-    unit = f" ({members[0].unit})" if members[0].unit else ""
-    print(f"{len(rows)} predictions{unit} written to {output}")
-    if cfg.intervals:
-        _print_development(output, cfg.intervals)
+    units = ", ".join(f"{name} in {head.unit}" if len(answers.task.heads) > 1 else head.unit
+                      for name, head in answers.task.heads.items() if head.unit)  # fmt: skip
+    print(f"{len(rows)} predictions{f' ({units})' if units else ''} written to {output}")
+    if levels:
+        _print_development(output, answers.task, levels)
     if len(unreadable):
         print(f"{len(unreadable)} file(s) not predicted, listed with the reason in {listed}:")
         for row in unreadable.head(20).itertuples():
@@ -101,55 +101,20 @@ def predict(cfg: DictConfig) -> Path:
     return output
 
 
-def _ages(members: list[Any], cfg: DictConfig, tta: Any, weights: Any) -> Callable[[pd.DataFrame], pd.DataFrame]:
-    """An age run's answer: the (calibrated) age, its unit and its conformal intervals."""
-    trust = trust_for(members, cfg, tta, weights, bool(cfg.intervals))
-    unit = members[0].unit
-
-    def answer(chunk: pd.DataFrame) -> pd.DataFrame:
-        predicted = predict_members(members, chunk, tta, weights)
-        ages = trust.calibrated(predicted.combined)
-        written = chunk.assign(predicted_age=ages, unit=unit)
-        spreads = spreads_of(members, chunk, predicted, trust.scale)
-        for level in cfg.intervals:
-            bounds = trust.bounds(ages, chunk, level, spreads)
-            written[f"lower_{round(100 * level)}"], written[f"upper_{round(100 * level)}"] = bounds
-        if "chronological_age_years" in written:  # from DICOM headers, in years: into the run's unit
-            written["chronological_age"] = written.pop("chronological_age_years") * PER_YEAR[unit]
-        if "chronological_age" in written:
-            compare_with_chronological(written, "predicted_age", list(cfg.intervals))
-        return written
-
-    return answer
-
-
-def _answers(members: list[Any], cfg: DictConfig, tta: Any, weights: Any) -> Callable[[pd.DataFrame], pd.DataFrame]:
-    """Any other task's answer: per head its value, or its class, that class's probability and
-    every class's probability (tempered with calibrate=temperature), and its conformal interval or
-    prediction set at each of `intervals`."""
-    task = members[0].task
-    trust = heads_trust_for(members, cfg, tta, weights, bool(cfg.intervals))
-
-    def answer(chunk: pd.DataFrame) -> pd.DataFrame:
-        columns = trust.columns(task, predict_members(members, chunk, tta, weights).combined, list(cfg.intervals))
-        return pd.concat([chunk.reset_index(drop=True), columns], axis=1).set_axis(chunk.index)
-
-    return answer
-
-
-# What predict answers for each task family (Task.family).
-ANSWERS = {"age": _ages, "heads": _answers}
-
-
-def _print_development(output: Path, levels: list[float]) -> None:
+def _print_development(output: Path, task: Task, levels: list[float]) -> None:
     """The summary of bone age against chronological age, where any image had one."""
     written = pd.read_csv(output)
-    if DIFFERENCE not in written or not (figures := chronological_figures(written, levels)):
-        return
+    for name in task.names:
+        prefix = task.column_prefix(name)
+        if f"{prefix}{DIFFERENCE}" in written and (figures := chronological_figures(written, levels, prefix)):
+            _print_difference(("" if prefix == "" else f"{name}: "), figures, levels)
+
+
+def _print_difference(head: str, figures: dict[str, Any], levels: list[float]) -> None:
     level = f"{round(100 * levels[0])}%"
     counts = figures[level]
     print(
-        f"bone age minus chronological age on {figures['n']} images: mean {figures['mean']:.2f}, "
+        f"{head}bone age minus chronological age on {figures['n']} images: mean {figures['mean']:.2f}, "
         f"SD {figures['sd']:.2f}; outside the {level} interval: {counts['advanced']} advanced, "
         f"{counts['delayed']} delayed"
     )

@@ -18,34 +18,23 @@ with collector_paused():  # torch and its libraries: a fifth quicker to start
     from boneage.config.cli import hydra_command
     from boneage.config.errors import ConfigError
     from boneage.datamodules.images import ImageLimits
+    from boneage.evaluation.answers import Answers
     from boneage.evaluation.ensemble import load_members, plain
-    from boneage.evaluation.heads_trust import heads_trust_for
     from boneage.evaluation.ood import ood_of
     from boneage.evaluation.trust import trust_for
     from boneage.serving.app import create_app
-    from boneage.serving.model import AgeAnswers, HeadAnswers, ServedModel
+    from boneage.serving.model import ServedModel
 
 
 def build_app(cfg: DictConfig):
     """The app for the run or ensemble of `cfg`, with its limits and batching."""
     members = load_members(cfg.run, plain(cfg.ensemble), cfg.sweep)
     tta, weights = plain(cfg.tta), plain(cfg.weights)
-    answers = ANSWERS[members[0].task.family](members, cfg, tta, weights)
-    model = ServedModel(members, answers, tta, weights, ood_of(members, cfg.ood_quantile))
+    answers = Answers(members, trust_for(members, cfg, tta, weights, bool(cfg.interval)), tta, weights)
+    model = ServedModel(answers, cfg.interval, ood_of(members, cfg.ood_quantile))
     limits = ImageLimits(cfg.max_pixels, cfg.multi_frame)
     return create_app(model, cfg.max_upload_mb, cfg.max_batch, cfg.max_wait_ms, cfg.max_batch_files, limits,
                       cfg.decode_slots, cfg.api_key)  # fmt: skip
-
-
-# How the server answers each task family (Task.family), fitted on the validation subjects.
-ANSWERS = {
-    "age": lambda members, cfg, tta, weights: AgeAnswers(
-        trust_for(members, cfg, tta, weights, bool(cfg.interval)), cfg.interval
-    ),
-    "heads": lambda members, cfg, tta, weights: HeadAnswers(
-        heads_trust_for(members, cfg, tta, weights, bool(cfg.interval)), cfg.interval
-    ),
-}
 
 
 def check_exposure(cfg: DictConfig) -> None:

@@ -104,9 +104,8 @@ class RunRecordCallback(pl.Callback):
 
     def _plot(self, trainer: pl.Trainer) -> None:
         if self.history:
-            unit = getattr(getattr(trainer.datamodule, "source", None), "age_unit", "")
-            monitor = getattr(trainer.checkpoint_callback, "monitor", None) or "val/mae"
-            plot_training_curves(self.history, self.output_dir / "training_curves.png", unit, monitor)
+            task = trainer.lightning_module.task
+            plot_training_curves(self.history, self.output_dir / "training_curves.png", task.unit or "", task.monitor)
 
 
 def _model_facts(module: pl.LightningModule) -> dict[str, Any]:

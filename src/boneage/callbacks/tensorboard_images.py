@@ -14,12 +14,12 @@ from boneage.evaluation.plots import predicted_vs_true_figure
 
 
 class TensorBoardImages(pl.Callback):
-    """A grid of the first augmented training batch, and predicted against true age on the
-    test images (under DDP, rank 0's share of them). Nothing happens without a TensorBoard logger."""
+    """A grid of the first augmented training batch, and predicted against true values (in the
+    head's unit) on the test images of a task of one value (under DDP, rank 0's share of them).
+    Nothing happens without a TensorBoard logger."""
 
-    def __init__(self, n_images: int = 16, unit: str = "") -> None:
+    def __init__(self, n_images: int = 16) -> None:
         self.n_images = n_images
-        self.unit = unit
         self._inputs_shown = False
         self._test: list[dict[str, torch.Tensor]] = []
 
@@ -53,9 +53,9 @@ class TensorBoardImages(pl.Callback):
             return
         true = torch.cat([part["true"] for part in self._test]).numpy()
         predicted = torch.cat([part["predicted"] for part in self._test]).numpy()
-        writer.add_figure(
-            "test/predicted_vs_true", predicted_vs_true_figure(true, predicted, self.unit), trainer.global_step
-        )
+        task = pl_module.task
+        figure = predicted_vs_true_figure(true, predicted, task.unit or "", task.names[0])
+        writer.add_figure("test/predicted_vs_true", figure, trainer.global_step)
         self._test = []
 
 

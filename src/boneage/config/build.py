@@ -1,9 +1,10 @@
-"""instantiate(), with boneage's own errors surfacing as themselves, not wrapped by Hydra; and the
+"""instantiate(), with boneage's own errors surfacing as themselves, not wrapped by Hydra; the
 data and model of a run, built in the order the task needs (the heads learn their classes and
-scales from the training rows before the network is shaped by them)."""
+scales from the training rows before the network is shaped by them); and its Trainer."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pytorch_lightning as pl
@@ -12,6 +13,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from boneage.config.errors import BoneageError
+from boneage.modules.pixels import pixel_stats_of
+from boneage.runtime.slurm import cluster_plugins
 
 
 def build(node: DictConfig, **kwargs: Any) -> Any:
@@ -38,5 +41,15 @@ def build_trained_module(config: DictConfig, checkpoint: dict[str, Any], **modul
     """The network of a trained run's `config`, shaped as its checkpoint's task was (the classes
     it learnt), weights not yet loaded."""
     task = build(config.task)
-    task.restore((checkpoint.get("hyper_parameters") or {}).get("task_state") or {})
-    return build(config.module, task=task, **module_options)
+    hparams = checkpoint.get("hyper_parameters") or {}
+    task.restore(hparams.get("task_state") or {}, config.data.source)
+    return build(config.module, task=task, pixel_stats=pixel_stats_of(hparams), **module_options)
+
+
+def build_trainer(cfg: DictConfig, callbacks: Sequence[pl.Callback] = (), **overrides: Any) -> pl.Trainer:
+    """The run's Trainer: its config's callbacks (then `callbacks`), loggers and plugins (the
+    cluster's among them), with `overrides` of trainer keys."""
+    built = [*(build(node) for node in (cfg.get("callbacks") or {}).values()), *callbacks]
+    loggers = [build(node) for node in (cfg.get("logger") or {}).values()]
+    plugins = [*build(cfg.trainer.get("plugins") or []), *cluster_plugins()]
+    return build(cfg.trainer, callbacks=built, logger=loggers or False, plugins=plugins, **overrides)

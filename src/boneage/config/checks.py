@@ -6,6 +6,7 @@ Each failure names the key or file and what to do; a run that would fail after a
 
 from __future__ import annotations
 
+import inspect
 import logging
 import shutil
 from collections.abc import Callable
@@ -13,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from hydra.utils import get_object
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from boneage.config.errors import ConfigError, DiskFullError
+from boneage.config.renamed import RENAMED_KEYS
 from boneage.modules.backbones import check_model_name
 from boneage.modules.fused import clips_under_mixed_precision
 
@@ -28,6 +31,7 @@ CHECKPOINT_COPIES = 3  # best + last + the temporary file of an atomic save
 def check_config(cfg: DictConfig) -> None:
     """Values no run can use."""
     check_model_name(cfg.model.name)
+    check_source_keys(cfg)
     positive = ("a positive number", lambda v: v > 0)
     positive_int = ("a positive integer", lambda v: isinstance(v, int) and v > 0)
     rules: dict[str, tuple[Any, tuple[str, Callable[[Any], bool]]]] = {
@@ -55,6 +59,27 @@ def check_config(cfg: DictConfig) -> None:
             "would be clipped. Drop optimizer.fused (training.fused_optimizer fuses wherever it works), or set "
             "trainer.gradient_clip_val=null."
         )
+
+
+def check_source_keys(cfg: DictConfig) -> None:
+    """data.source and data.split set only keys their classes take: labels named by table columns
+    (an experiment made for the user's table) cannot come from the built-in demo data, and a key
+    of an earlier name (in the user's own config file) is named with its current one."""
+    for path in ("data.source", "data.split"):
+        node = OmegaConf.select(cfg, path)
+        taken = inspect.signature(get_object(node._target_)).parameters
+        unknown = sorted(key for key in node if not str(key).startswith("_") and key not in taken)
+        if not unknown:
+            continue
+        hints = [f" {path}.{key} is now called {RENAMED_KEYS[f'{path}.{key}']}." for key in unknown
+                 if f"{path}.{key}" in RENAMED_KEYS]  # fmt: skip
+        if "columns" in unknown:
+            hints.append(" This configuration names its labels by the columns of a table (data.source.columns, as "
+                         "experiment=tongue_multitask does): add data=table data.source.path=<your table> "
+                         "data.source.image_dir=<its images>.")  # fmt: skip
+        name = node._target_.rsplit(".", 1)[-1]
+        raise ConfigError(f"{path} ({name}) takes no key(s) {', '.join(unknown)}; it takes {', '.join(taken)}."
+                          + "".join(hints))  # fmt: skip
 
 
 def warn_of_settings_longer_than_the_run(cfg: DictConfig) -> None:

@@ -19,6 +19,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 from omegaconf import DictConfig
 
+from boneage.config.renamed import RENAMED_KEYS
 from boneage.config.resolvers import register_resolvers
 
 CONFIG_PATH = "pkg://boneage.conf"
@@ -31,8 +32,8 @@ def hydra_command(
     `checks` look at the command line before Hydra does (and before it creates a run folder).
 
     The command is its process's last act: what it leaves is then frozen out of the garbage
-    collector, or the interpreter's exit spent 1.7 s collecting torch's and Lightning's objects
-    after every run. Python promises no finalisers for objects alive at exit; loggers are closed
+    collector, so the interpreter's exit does not spend seconds collecting torch's and
+    Lightning's objects. Python promises no finalisers for objects alive at exit; loggers are closed
     by Lightning and by `logging`'s own exit handler, loader workers by `workers.py`."""
 
     def decorate(task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
@@ -41,6 +42,7 @@ def hydra_command(
 
         @functools.wraps(task)
         def main() -> Any:
+            sys.argv[1:] = with_current_key_names(sys.argv[1:])
             for check in (check_override_syntax, *checks):
                 check(sys.argv[1:])
             try:
@@ -51,6 +53,20 @@ def hydra_command(
         return main
 
     return decorate
+
+
+def with_current_key_names(arguments: Sequence[str]) -> list[str]:
+    """The command line with keys of an earlier name under their current one (and a note of it),
+    so that a command written for an earlier version runs as it did."""
+    current = []
+    for argument in arguments:
+        key, equals, value = argument.partition("=")
+        if equals and key in RENAMED_KEYS:
+            print(f"boneage: {key} is now called {RENAMED_KEYS[key]}; taken as {RENAMED_KEYS[key]}={value}",
+                  file=sys.stderr)  # fmt: skip
+            argument = f"{RENAMED_KEYS[key]}={value}"
+        current.append(argument)
+    return current
 
 
 def check_override_syntax(arguments: Sequence[str]) -> None:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from omegaconf import ListConfig, OmegaConf
 
+from boneage.config.errors import ConfigError
+
 
 def visible_gpus() -> list[int]:
     """Physical ids of the GPUs this process may use (honours CUDA_VISIBLE_DEVICES)."""
@@ -31,6 +33,18 @@ def loader_workers(devices: int | str | list | None = 1) -> int:
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     count = devices if isinstance(devices, int) and devices > 0 else max(1, len(visible_gpus()))
     return max(0, min(8, cores // count - 1))
+
+
+def input_size(model: str, size: int | None) -> int:
+    """`size`, or where it is null the input size of the weights timm's `pretrained_cfg` names for `model`."""
+    if size is not None:
+        return size
+    import timm  # here: only a config that leaves the size to the backbone pays for the import
+
+    pretrained = timm.models.get_pretrained_cfg(model) if timm.is_model(model) else None
+    if pretrained is None or not pretrained.input_size:
+        raise ConfigError(f"model.image_size=null: timm knows no input size for {model!r}; set model.image_size.")
+    return int(pretrained.input_size[-1])
 
 
 def sqlite_url(path: str) -> str:
@@ -77,6 +91,7 @@ RESOLVERS = {
     "boneage.visible_gpus": visible_gpus,
     "boneage.parallel_jobs": parallel_jobs,
     "boneage.sqlite": sqlite_url,
+    "boneage.input_size": input_size,
     "boneage.loader_workers": loader_workers,
     "boneage.unique_dir": unique_dir,
     "boneage.rank_suffix": rank_suffix,

@@ -25,7 +25,8 @@ from boneage.datamodules.transforms import build_pipeline, preprocessing
 from boneage.datamodules.validation import describe
 from boneage.datamodules.workers import worker_context, worker_setup
 from boneage.runs.records import write_atomically
-from boneage.tasks.base import Head, Task
+from boneage.tasks.base import Task
+from boneage.tasks.protocol import Head
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,6 @@ class LabelSource(Protocol):
     """Anything that can put a label table on disk and read it (a user's table, the demo)."""
 
     path: str
-    age_unit: str
 
     def prepare(self) -> None: ...
 
@@ -138,7 +138,7 @@ class ImageDataModule(pl.LightningDataModule):
                 head.check_sets(table[name], table["set"])
         encode_inputs(table, self.extra_inputs, str(self.source.path))  # every input present, before training
         self.table = table
-        self.task.fit(self.rows("train"))
+        self.task.fit(self.rows("train"), self.source)
         for name, sizes in split_summary(table, self.stratified_by.name).items():
             log.info("%-5s %6d images  %5d subjects", name, sizes["images"], sizes["subjects"])
         if self.output_dir and self._is_global_zero():
@@ -213,7 +213,7 @@ class ImageDataModule(pl.LightningDataModule):
         }  # fmt: skip
         summary = {
             "table": str(self.source.path),
-            "age_unit": self.source.age_unit,
+            "units": {name: head.unit for name, head in self.task.heads.items() if head.unit},
             "images": len(table),
             "subjects": int(table["subject"].nunique()),
             **{name: head.describe(table[name]) for name, head in self.task.heads.items()},

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from boneage.config.errors import ConfigError
-from boneage.tasks.base import Head
+from boneage.tasks.protocol import Head
 
 SETS = ("train", "val", "test")
 THIN_STRATA = ("refuse", "keep")
@@ -29,7 +29,7 @@ class SubjectSplit:
 
     test_fraction: float = 0.2
     val_fraction: float = 0.1
-    age_bin_width: float = 10.0  # age task: in the table's age unit; subjects binned by their mean age
+    stratum_width: float = 10.0  # a numeric head's strata: bins this wide in its unit (an age head's: its age bins)
     seed: int = 42
     min_subjects_per_bin: int = 3  # a thinner stratum (age bin, class) cannot be shared out between the sets
     thin_strata: str = "refuse"  # refuse | keep: a thinner stratum's subjects go to train (one to val if two or more)
@@ -46,8 +46,8 @@ class SubjectSplit:
                 "data.split.test_fraction + data.split.val_fraction must leave subjects for "
                 f"training; they sum to {self.test_fraction + self.val_fraction}."
             )
-        if self.age_bin_width <= 0:
-            raise ConfigError(f"data.split.age_bin_width must be positive, not {self.age_bin_width}.")
+        if self.stratum_width <= 0:
+            raise ConfigError(f"data.split.stratum_width must be positive, not {self.stratum_width}.")
         if self.thin_strata not in THIN_STRATA:
             raise ConfigError(f"data.split.thin_strata must be one of {list(THIN_STRATA)}, not {self.thin_strata!r}.")
         if self.folds is not None and not (self.folds >= 2 and 0 <= self.fold < self.folds):
@@ -58,7 +58,7 @@ class SubjectSplit:
     def assign(self, table: pd.DataFrame, head: Head) -> pd.Series:
         """The set ('train', 'val' or 'test') of every row of `table`, by its subject, stratified
         by `head`'s strata (an age head's bins, a class head's classes...)."""
-        strata = head.subject_strata(table[head.name], table["subject"], self.age_bin_width).sort_index()
+        strata = head.subject_strata(table[head.name], table["subject"], self.stratum_width).sort_index()
         self._check_strata_are_populated(strata, head)
         rng = np.random.default_rng(self.seed)
         subject_set = pd.Series("train", index=strata.index, dtype=object)
@@ -86,7 +86,7 @@ class SubjectSplit:
         thin = counts[counts < self.min_subjects_per_bin]
         if not len(thin):
             return
-        listed = ", ".join(f"{head.stratum_name(stratum, self.age_bin_width)}: {n}" for stratum, n in thin.items())
+        listed = ", ".join(f"{head.stratum_name(stratum, self.stratum_width)}: {n}" for stratum, n in thin.items())
         if self.thin_strata == "keep":
             log.warning(
                 "Strata with fewer than %d subjects are kept for training, with one subject in val where they have "
@@ -95,7 +95,7 @@ class SubjectSplit:
                 self.min_subjects_per_bin, listed,
             )  # fmt: skip
             return
-        remedy = head.thin_strata_remedy(self.age_bin_width)
+        remedy = head.thin_strata_remedy(self.stratum_width)
         raise ConfigError(
             f"Strata with fewer than {self.min_subjects_per_bin} subjects cannot be stratified into "
             f"train/val/test (subjects: {listed}). {remedy}, or lower data.split.min_subjects_per_bin, or keep them "
@@ -109,12 +109,12 @@ class SubjectSplit:
             if fraction > 0 and counts.get(name, 0) == 0:
                 raise ConfigError(
                     f"The split leaves no subject in the {name} set ({len(subject_set)} subjects, "
-                    f"data.split.{name}_fraction={fraction}, age_bin_width={self.age_bin_width}); "
-                    "use more subjects, a larger fraction or wider age bins."
+                    f"data.split.{name}_fraction={fraction}, stratum_width={self.stratum_width}); "
+                    "use more subjects, a larger fraction or wider strata."
                 )
 
 
-def split_summary(table: pd.DataFrame, target: str = "age") -> dict[str, dict[str, float]]:
+def split_summary(table: pd.DataFrame, target: str) -> dict[str, dict[str, float]]:
     """Images, subjects and statistics of the `target` column in each set of a table that has
     a 'set' column (mean and std of a number, the count of each class)."""
     summary = {}

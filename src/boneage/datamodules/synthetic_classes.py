@@ -51,7 +51,6 @@ class SyntheticClasses:
     height: int = 80
     width: int = 60
     seed: int = 0
-    age_unit = "years"  # unused: no age here, but every source declares one
 
     @property
     def folder(self) -> Path:

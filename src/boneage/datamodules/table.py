@@ -13,10 +13,9 @@ import pandas as pd
 from boneage.config.errors import DataError
 from boneage.datamodules.sex import read_sex
 from boneage.datamodules.validation import row_problems
-from boneage.tasks.base import Head
+from boneage.tasks.protocol import Head
 
 FIXED_ROLES = ("image", "subject", "sex")  # beside these, each of the task's heads is a role (age, label, ...)
-AGE_UNITS = ("years", "months")
 DERIVED_COLUMNS = ("problem", "file", "set")  # columns boneage adds; a table's own of these names is not kept
 
 
@@ -26,7 +25,7 @@ class TableSource:
 
     `columns` maps boneage's roles (image, subject, sex, and each target the task predicts:
     age, score, label, a multi-task head's name) to the table's own column names; subject
-    and sex may be null. Ages stay in the declared `age_unit`. A table that
+    and sex may be null. Ages stay in the declared `age_unit` (the age head's unit). A table that
     holds ids rather than file names gets `image_suffix` appended (RSNA: `<id>.png`);
     `sex_codes` declares codes such as True/False or 0/1.
     """
@@ -48,8 +47,6 @@ class TableSource:
         """The table as columns image (absolute path), file (as written), one per head of the
         task, subject, sex (F/M/None), row (its number in the file), problem
         (what is wrong, or None), and the table's other columns as they are."""
-        if self.age_unit not in AGE_UNITS:
-            raise DataError(f"data.source.age_unit must be one of {AGE_UNITS}, not {self.age_unit!r}.")
         raw = self._read()
         mapping = self._checked_mapping(raw, list(heads))
         image_dir = Path(self.image_dir).expanduser()

@@ -46,7 +46,7 @@ class ExportedMember:
 
     file: Path
     entry: dict[str, Any]
-    trust: dict[str, Any]  # the export's calibration and interval or set tables (Trust or HeadsTrust)
+    trust: dict[str, Any]  # the export's calibration and interval or set tables (TaskTrust.as_dict)
 
     def __post_init__(self) -> None:
         if not self.file.is_file():
@@ -75,7 +75,8 @@ class ExportedMember:
         """What the network answers: its run's task, as the sidecar describes it (its config, and
         the classes its heads learnt); built once, not for every batch served."""
         task = instantiate(self.entry["task"]["config"])
-        task.restore(self.entry["task"]["state"])
+        recorded = self.entry["task"]["state"]  # an earlier version's holds no unit: its member entry says it
+        task.restore({name: {"unit": self.entry.get("unit")} | recorded.get(name, {}) for name in task.names})
         return task
 
     @property

@@ -71,11 +71,16 @@ def _as_image(backbone: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     return reshape
 
 
-def heat_map_grid(run: TrainedRun, predictions: pd.DataFrame, age_bin_width: float, path: Path) -> Path:
-    """A PNG grid: the 3 best and 3 worst predictions, then one image per true-age bin."""
-    by_error = predictions.assign(absolute=predictions["error"].abs()).sort_values("absolute")
-    bins = np.floor(predictions["age"] / age_bin_width)
-    chosen = pd.concat([by_error.head(3), by_error.tail(3), predictions.groupby(bins).head(1)]).drop_duplicates("image")
+def heat_map_grid(
+    run: TrainedRun, table: pd.DataFrame, true: str, predicted: str, strata: pd.Series, path: Path
+) -> Path:
+    """A PNG grid: the 3 best and 3 worst predictions of the value in column `predicted` (against
+    column `true`), then one image per stratum of the true values (`strata`, per row of `table`:
+    an age bin, a score quantile)."""
+    rows = table[table[true].notna()]
+    by_error = rows.assign(absolute=(rows[predicted] - rows[true]).abs()).sort_values("absolute")
+    chosen = pd.concat([by_error.head(3), by_error.tail(3), rows.groupby(strata[rows.index]).head(1)])
+    chosen = chosen.drop_duplicates("image")
     overlays = heat_maps(run, chosen)
     columns = 6
     figure, axes = plt.subplots(
@@ -83,9 +88,9 @@ def heat_map_grid(run: TrainedRun, predictions: pd.DataFrame, age_bin_width: flo
     )
     for axis in np.ravel(axes):
         axis.axis("off")
-    for axis, overlay, row in zip(np.ravel(axes), overlays, chosen.itertuples(), strict=False):
+    for axis, overlay, (_, row) in zip(np.ravel(axes), overlays, chosen.iterrows(), strict=False):
         axis.imshow(overlay)
-        axis.set_title(f"true {row.age:.1f}, predicted {row.predicted:.1f}", fontsize=8)
+        axis.set_title(f"true {row[true]:.1f}, predicted {row[predicted]:.1f}", fontsize=8)
     return save_figure(figure, path)
 
 

@@ -69,19 +69,13 @@ class TrainedRun:
 
     @property
     def unit(self) -> str | None:
-        """The unit of its answers, where they have one (an age run's table unit)."""
-        return self.task.unit(self.age_unit)
+        """The unit of a one-head task's answers (an age run's: its table's)."""
+        return self.task.unit
 
     @cached_property
     def record(self) -> dict[str, Any]:
         """Its run.json as it was when loaded, as its network is (read once: serving asks per request)."""
         return RunRecord(self.run_dir).read_if_readable()
-
-    @property
-    def age_unit(self) -> str:
-        """The unit of the ages in its table (what an age head answers in)."""
-        data = self.record.get("data") or {}
-        return data.get("age_unit") or str(self.config.data.source.get("age_unit", "years"))
 
     @property
     def task(self) -> Task:
@@ -144,9 +138,11 @@ class TrainedRun:
         """The age of each TTA view of each image: (views, images)."""
         return predict_views(rows, self.settings, self.module, self.name, tta, batch_size)
 
-    def spread(self, rows: pd.DataFrame, batch_size: int = 32) -> np.ndarray:
-        """The spread of the model's own age distribution per image (mean_variance loss)."""
-        return predict_views(rows, self.settings, self.module.spread, self.name, "none", batch_size)[0]
+    def spread(self, rows: pd.DataFrame, head: str, batch_size: int = 32) -> np.ndarray:
+        """The spread of value head `head`'s own distribution per image (mean_variance loss)."""
+        spread = self.module.spread
+        return predict_views(rows, self.settings, lambda images, inputs: spread(images, inputs, head), self.name,
+                             "none", batch_size)[0]  # fmt: skip
 
     def features(self, rows: pd.DataFrame, batch_size: int = 32) -> np.ndarray:
         """The backbone's pooled features of each image (what out-of-distribution flags compare)."""

@@ -8,12 +8,13 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-import pandas as pd
 
 from boneage.runs.plots import save_figure
 
 
-def predicted_vs_true_figure(true: np.ndarray, predicted: np.ndarray, unit: str, quantity: str = "age") -> plt.Figure:
+def predicted_vs_true_figure(
+    true: np.ndarray, predicted: np.ndarray, unit: str | None, quantity: str = "age"
+) -> plt.Figure:
     """Scatter of predicted against true values with the identity line (files and TensorBoard)."""
     figure, axis = plt.subplots(figsize=(5, 5))
     axis.scatter(true, predicted, s=8, alpha=0.5)
@@ -25,13 +26,15 @@ def predicted_vs_true_figure(true: np.ndarray, predicted: np.ndarray, unit: str,
     return figure
 
 
-def plot_evaluation(predictions: pd.DataFrame, mae_per_bin: Mapping[str, Mapping[str, float]], unit: str, out: Path):
-    """Writes the three figures into `out` and returns their paths."""
-    true, predicted = predictions["age"].to_numpy(), predictions["predicted"].to_numpy()
-    paths = {name: out / f"{name}.png" for name in ("predicted_vs_true", "bland_altman", "mae_per_age_bin")}
-
-    save_figure(predicted_vs_true_figure(true, predicted, unit), paths["predicted_vs_true"])
-
+def value_plots(
+    true: np.ndarray, predicted: np.ndarray, unit: str | None, quantity: str, suffix: str, out: Path
+) -> list[Path]:
+    """A value head's predicted-against-true scatter and Bland-Altman plot, written into `out`
+    as predicted_vs_true<suffix>.png and bland_altman<suffix>.png."""
+    shown = f" ({unit})" if unit else ""
+    scatter = save_figure(
+        predicted_vs_true_figure(true, predicted, unit, quantity), out / f"predicted_vs_true{suffix}.png"
+    )
     mean, difference = (true + predicted) / 2, predicted - true
     bias, spread = difference.mean(), 1.96 * difference.std()
     figure, axis = plt.subplots(figsize=(6, 4))
@@ -42,17 +45,20 @@ def plot_evaluation(predictions: pd.DataFrame, mae_per_bin: Mapping[str, Mapping
         (bias - spread, "--", None),
     ):
         axis.axhline(level, color="black", linestyle=style, linewidth=1, label=label)
-    axis.set(xlabel=f"mean of true and predicted ({unit})", ylabel=f"predicted − true ({unit})", title="Bland-Altman")
+    axis.set(xlabel=f"mean of true and predicted{shown}", ylabel=f"predicted − true{shown}", title="Bland-Altman")
     axis.legend()
-    save_figure(figure, paths["bland_altman"])
+    return [scatter, save_figure(figure, out / f"bland_altman{suffix}.png")]
 
+
+def mae_per_bin_plot(mae_per_bin: Mapping[str, Mapping[str, float]], unit: str | None, path: Path) -> Path:
+    """MAE per true-age bin, as bars."""
+    shown = f" ({unit})" if unit else ""
     figure, axis = plt.subplots(figsize=(7, 4))
     labels = list(mae_per_bin)
     axis.bar(labels, [mae_per_bin[label]["mae"] for label in labels])
-    axis.set(xlabel=f"true age bin ({unit})", ylabel=f"MAE ({unit})", title="MAE per age bin")
+    axis.set(xlabel=f"true age bin{shown}", ylabel=f"MAE{shown}", title="MAE per age bin")
     axis.tick_params(axis="x", rotation=45)
-    save_figure(figure, paths["mae_per_age_bin"])
-    return list(paths.values())
+    return save_figure(figure, path)
 
 
 def confusion_matrix_figure(confusion: np.ndarray, labels: list[str], path: Path) -> Path:

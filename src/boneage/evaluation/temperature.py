@@ -81,24 +81,8 @@ def reliability_figure(
     return save_figure(figure, path)
 
 
-class Temperatures:
-    """One fitted temperature per classification head (heads absent here are left as they are)."""
-
-    def __init__(self, by_head: Mapping[str, float]) -> None:
-        self.by_head = dict(by_head)
-
-    def apply(self, per_head: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        return {name: tempered(values, self.by_head[name]) if name in self.by_head else values
-                for name, values in per_head.items()}  # fmt: skip
-
-    def figures(self, name: str, before: np.ndarray, after: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
-        """The head's temperature and its ECE and adaptive ECE before and after it (labelled images)."""
-        was, now = calibration_errors(before, truth), calibration_errors(after, truth)
-        return {"temperature": self.by_head[name], **{f"{key}_before": value for key, value in was.items()},
-                **{f"{key}_after": value for key, value in now.items()}}  # fmt: skip
-
-
-def calibration_sentence(figures: Mapping[str, float]) -> str:
-    """A head's `Temperatures.figures` in words (the evaluate summary and report)."""
-    return (f"temperature {figures['temperature']:.3f}: ECE {figures['ece_before']:.3f} -> {figures['ece_after']:.3f}, "
-            f"adaptive ECE {figures['adaptive_ece_before']:.3f} -> {figures['adaptive_ece_after']:.3f}")  # fmt: skip
+def temperature_figures(temperature: float, before: np.ndarray, after: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
+    """A head's temperature and its ECE and adaptive ECE before and after it (labelled images)."""
+    was, now = calibration_errors(before, truth), calibration_errors(after, truth)
+    return {"temperature": temperature, **{f"{key}_before": value for key, value in was.items()},
+            **{f"{key}_after": value for key, value in now.items()}}  # fmt: skip

@@ -18,7 +18,7 @@ from boneage.modules.backbones import create_backbone, feature_width
 from boneage.modules.fused import fused_flag
 from boneage.modules.mixup import Mixup
 from boneage.modules.param_groups import parameter_groups
-from boneage.modules.pixels import GrayToNormalisedRGB
+from boneage.modules.pixels import GrayToNormalisedRGB, backbone_stats
 from boneage.tasks.base import Task
 
 STAGES = ("train", "val", "test")
@@ -26,8 +26,8 @@ INPUT_EMBEDDING = 16  # width of the embedding of the table inputs joined to the
 
 
 class ImageModel(pl.LightningModule):
-    """Gray pixels normalised to RGB -> backbone (+ embedded table inputs) -> dropout -> one
-    linear layer feeding every head.
+    """Gray pixels normalised to RGB (with the backbone's own statistics, `pixel_stats`) -> backbone
+    (+ embedded table inputs) -> dropout -> one linear layer feeding every head.
 
     The task (boneage.tasks) says what the outputs mean: each head reads its share of them,
     has its own loss (weighted in the sum) and its own metrics. Regression targets are
@@ -57,13 +57,15 @@ class ImageModel(pl.LightningModule):
         channels_last: bool = False,
         compile: bool = False,
         fused_optimizer: bool = True,
+        pixel_stats: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["task", "optimizer", "scheduler"], logger=False)
-        self.pixels = GrayToNormalisedRGB()
         self.task = task
         self.hparams["task_state"] = self.task.state()
         self.backbone = create_backbone(backbone, pretrained, weights, **(backbone_kwargs or {}))
+        self.hparams["pixel_stats"] = backbone_stats(self.backbone, pixel_stats)  # kept in the checkpoint
+        self.pixels = GrayToNormalisedRGB(**self.hparams["pixel_stats"])
         if grad_checkpointing:
             self.backbone.set_grad_checkpointing(True)
         self.input_embedding = (
@@ -93,11 +95,12 @@ class ImageModel(pl.LightningModule):
         values and class probabilities side by side (see Task.decode)."""
         return self.task.decode(self._outputs(images, inputs))
 
-    def spread(self, images: torch.Tensor, inputs: torch.Tensor | None = None) -> torch.Tensor:
-        """The standard deviation of the predicted age distribution, in the age unit (a
-        distribution loss such as mean_variance only): how unsure the model says it is."""
-        (name,) = self.task.names
-        return self.task.heads[name].spread(self._outputs(images, inputs))
+    def spread(self, images: torch.Tensor, inputs: torch.Tensor | None = None, head: str | None = None) -> torch.Tensor:
+        """The standard deviation of value head `head`'s predicted distribution (the first head's
+        by default), in its unit (a distribution loss such as mean_variance only): how unsure the
+        model says it is."""
+        name = head or self.task.names[0]
+        return self.task.heads[name].spread(self.task.split(self._outputs(images, inputs))[name])
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """The backbone's pooled features of (N, 1, H, W) gray images, 0-255."""

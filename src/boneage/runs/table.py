@@ -38,7 +38,7 @@ class Ranking(NamedTuple):
 def columns(ranking: Ranking) -> list[str]:
     return [
         "run", "status", ranking.val, "best_epoch", ranking.test, *PARAMETERS,
-        "techniques", "age_bin_width", "fold", "parameters", "inference_ms", "duration_s",
+        "techniques", "stratum_width", "fold", "parameters", "inference_ms", "duration_s",
     ]  # fmt: skip
 
 
@@ -88,7 +88,7 @@ def run_row(run_dir: Path, root: Path) -> dict[str, Any]:
         "image_size": data.get("image_size"),
         "clahe": data.get("clahe"),
         "techniques": ", ".join(record.get("techniques") or active_techniques(config)) or None,
-        "age_bin_width": (data.get("split") or {}).get("age_bin_width"),
+        "stratum_width": _stratum_width(data.get("split") or {}),
         "fold": data.get("fold") if data.get("folds") else None,
         "parameters": (record.get("model") or {}).get("parameters"),
         "inference_ms": (record.get("speed") or {}).get("inference_ms_per_image"),
@@ -133,3 +133,8 @@ def _relative(run_dir: Path, root: Path) -> str:
         return str(run_dir.resolve().relative_to(root)) or "."
     except ValueError:
         return str(run_dir)
+
+
+def _stratum_width(split: dict[str, Any]) -> float | None:
+    """The split's stratum width (records of earlier versions name it age_bin_width)."""
+    return split.get("stratum_width", split.get("age_bin_width"))

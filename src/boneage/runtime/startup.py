@@ -1,12 +1,11 @@
 """A command's start-up: its imports run with Python's garbage collector paused.
 
 Importing torch, Lightning and timm creates millions of objects that live as long as the
-process, and the collector, which runs after every few hundred allocations, walks them over
-and over while they are made: a fifth of the time to import a command (5.5 s -> 4.5 s on two
-AMD EPYC cores). Once imported they are frozen, so later collections (every training step
-allocates) skip them, and processes forked from the process share their memory pages rather
-than copy them: the recipe of Python's `gc.freeze` documentation (disable early, freeze
-before forking, collect as usual afterwards).
+process, and the collector, which runs after every few hundred allocations, walks them over and
+over while they are made: about a fifth of a command's import time. Once imported they are
+frozen, so later collections (every training step allocates) skip them, and processes forked
+from the process share their memory pages rather than copy them: the recipe of Python's
+`gc.freeze` documentation (disable early, freeze before forking, collect as usual afterwards).
 """
 
 from __future__ import annotations

@@ -120,21 +120,21 @@ def create_app(model: ServedModel, max_upload_mb: float = 50, max_batch: int = 1
 
     @app.post("/predict/batch", dependencies=authorized)
     async def predict_batch(
-        files: Annotated[list[UploadFile] | None, File()] = None, sex: Annotated[list[str] | None, Form()] = None
-    ) -> dict[str, Any]:
-        """Several images (multipart field 'files', repeated); sex once for all or once per image.
-        Each image gets its prediction or its own error: one bad file does not lose the others."""
+        request: Request, files: Annotated[list[UploadFile] | None, File()] = None,
+        sex: Annotated[list[str] | None, Form()] = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Several images (multipart field 'files', repeated); each table input the model needs
+        (sex, ...) once for all or once per image. Each image gets its prediction or its own
+        error: one bad file does not lose the others."""
         if not files:
             raise ApiError(422, "no images in the request", "one or more files in the multipart field 'files'")
         if len(files) > max_batch_files:
             raise ApiError(413, f"{len(files)} images in one request", f"at most {max_batch_files} per request")
-        sexes = sex or [None]
-        if len(sexes) not in (1, len(files)):
-            raise ApiError(422, f"{len(sexes)} sex values for {len(files)} images", "one sex for all, or one per image")
+        given = await _batch_fields(request, model.inputs, len(files))
         results = []
         for index, upload in enumerate(files):
             try:
-                inputs = table_inputs(model.inputs, {"sex": sexes[index if len(sexes) > 1 else 0]})
+                inputs = table_inputs(model.inputs, {name: values[index] for name, values in given.items()})
                 results.append(await _predict_one(upload, inputs))
             except ApiError as error:
                 results.append({"image": upload.filename, "error": error.error, "send": error.send})
@@ -204,6 +204,20 @@ def table_inputs(needed: list[str], given: dict[str, Any]) -> dict[str, Any]:
         except ValueError:
             raise ApiError(422, f"{name}={raw!r} is not a number", f"the form field {name}=<number>") from None
     return values
+
+
+async def _batch_fields(request: Request, needed: list[str], images: int) -> dict[str, list[Any]]:
+    """Each needed table input's value per image of a batch: given once for all, or once per image."""
+    form = await request.form()
+    given = {}
+    for name in needed:
+        values = form.getlist(name) or [None]
+        if len(values) not in (1, images):
+            raise ApiError(
+                422, f"{len(values)} {name} values for {images} images", f"one {name} for all, or one per image"
+            )
+        given[name] = values * images if len(values) == 1 else values
+    return given
 
 
 async def _other_fields(request: Request) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -11,26 +11,30 @@ import torch
 from torch import nn
 
 from boneage.config.errors import ConfigError
-from boneage.tasks.classification import ClassificationHead
-from boneage.tasks.regression import RegressionHead
+from boneage.tasks.protocol import Head
 
-Head = RegressionHead | ClassificationHead
 MODES = ("min", "max")
 
 
+class SummaryTable(NamedTuple):
+    """One head's part of the end-of-run summary: its metrics (`<stage>/<prefix><metric>`) beside
+    its trivial predictor's, and the lines that say what they are."""
+
+    title: str  # the head's name, or "" for a task of one head
+    prefix: str  # "" or "<head>/": how its metrics are logged
+    columns: list[tuple[str, str]]
+    trivial: list[tuple[str, dict]]
+    notes: list[str]
+
+
 class Task(nn.Module):
-    """Heads by name (each the role of a column in data.source.columns), and the metric that
-    picks the best checkpoint, stops early, steps the plateau schedule and ranks runs
-    (`monitor`, better when `mode`). A task with one head logs `<stage>/<metric>`; with several,
-    `<stage>/<head>/<metric>`. `stratify` names the head the split is stratified by.
-
-    `family` picks what the commands do with the task's answers, from their registries
-    (evaluate's figures, predict's columns, serve's answer): "heads" gives each head its own
-    figures, its class probabilities tempered and a prediction set or interval per head, and
-    suits any task made of these heads; "age" is bone age's clinical evaluation.
+    """Heads by name (each the role of a column in data.source.columns; see tasks/protocol.py),
+    and the metric that picks the best checkpoint, stops early, steps the plateau schedule and
+    ranks runs (`monitor`, better when `mode`). A task with one head logs `<stage>/<metric>` and
+    answers with that head's columns and figures as they are; with several,
+    `<stage>/<head>/<metric>`, and each head's answers and figures under its name. `stratify`
+    names the head the split is stratified by.
     """
-
-    family = "heads"
 
     def __init__(self, heads: Mapping[str, Head], monitor: str, mode: str, stratify: str | None = None) -> None:
         super().__init__()
@@ -48,9 +52,10 @@ class Task(nn.Module):
             raise ConfigError(f"task.stratify={stratify!r} is not one of the heads {list(heads)}.")
         self.stratify = stratify
 
-    def unit(self, age_unit: str) -> str | None:
-        """The unit of the answers, where a task of one head has one (an age: the table's `age_unit`)."""
-        return next(iter(self.heads.values())).unit(age_unit) if len(self.heads) == 1 else None
+    @property
+    def unit(self) -> str | None:
+        """The unit of the answers, where a task of one head has one (an age: its table's)."""
+        return next(iter(self.heads.values())).unit if len(self.heads) == 1 else None
 
     @property
     def names(self) -> list[str]:
@@ -63,18 +68,22 @@ class Task(nn.Module):
     def metric_prefix(self, stage: str, name: str) -> str:
         return f"{stage}/" if len(self.heads) == 1 else f"{stage}/{name}/"
 
-    def fit(self, train: pd.DataFrame) -> None:
-        """Learn each head's scale or classes from the training rows."""
+    def column_prefix(self, name: str) -> str:
+        """What a head's columns of predict and evaluate start with: nothing when it is alone."""
+        return "" if len(self.heads) == 1 else f"{name}_"
+
+    def fit(self, train: pd.DataFrame, source: Any = None) -> None:
+        """Learn each head's scale, classes or unit from the training rows and their source."""
         for name, head in self.heads.items():
-            head.fit(train[name])
+            head.fit(train[name], source)
 
     def state(self) -> dict[str, Any]:
-        """What the checkpoint must carry beyond tensors (the classes)."""
+        """What the checkpoint must carry beyond tensors (the classes, the units)."""
         return {name: head.state() for name, head in self.heads.items()}
 
-    def restore(self, state: Mapping[str, Any]) -> None:
+    def restore(self, state: Mapping[str, Any], source: Any = None) -> None:
         for name, head in self.heads.items():
-            head.restore(state.get(name, {}))
+            head.restore(state.get(name, {}), source)
 
     def split(self, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
         """The network's outputs, head by head."""
@@ -103,41 +112,21 @@ class Task(nn.Module):
         widths = [len(head.columns()) for head in self.heads.values()]
         return dict(zip(self.heads, np.split(decoded, np.cumsum(widths)[:-1], axis=1), strict=True))
 
-    def summary_columns(self) -> list[tuple[str, str]]:
-        """(title, metric) of the end-of-run summary: every head's metrics."""
-        return [(key.removeprefix("val/"), key.removeprefix("val/")) for key in self.metric_names("val")]
-
     def metric_names(self, stage: str) -> list[str]:
         return [f"{self.metric_prefix(stage, name)}{metric}" for name, head in self.heads.items()
                 for metric in head.metric_names]  # fmt: skip
 
-    def trivial_columns(self, trivial: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[tuple[str, dict]]:
-        """(title, value per stage) of the trivial predictor's figures (the numbers among them)."""
-        columns = []
-        for name, by_stage in trivial.items():
-            first = next(iter(by_stage.values()), {})
-            for figure, value in first.items():
-                if isinstance(value, int | float) and not isinstance(value, bool):
-                    title = figure.replace("_", " ") if len(self.heads) == 1 else f"{name} {figure.replace('_', ' ')}"
-                    columns.append((title, {stage: figures[figure] for stage, figures in by_stage.items()}))
-        return columns
-
-    def summary_note(self, unit: str) -> str:
-        return "(the trivial predictor answers the training set's mean value, or its most common class)"
-
-    def coverage_notes(self, trivial: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[str]:
-        """A line for each set that lacks some of a head's classes: its class-averaged figures are
-        means over the classes it holds, and the missing ones are named."""
-        notes = []
-        for name, by_stage in trivial.items():
-            for stage, figures in by_stage.items():
-                if missing := figures.get("classes_missing"):
-                    held = figures["classes_present"]
-                    notes.append(
-                        f"{stage} has no image of {name} class(es) {', '.join(map(repr, missing))}: its balanced_acc "
-                        f"and macro_f1 are means over the {held} of {held + len(missing)} classes it holds"
-                    )
-        return notes
+    def summary(self, trivial: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[SummaryTable]:
+        """The end-of-run summary, one table per head; `trivial`: the trivial predictor's
+        figures per head and stage (the data module's summary)."""
+        tables = []
+        for name, head in self.heads.items():
+            by_stage = trivial.get(name, {})
+            title = "" if len(self.heads) == 1 else name
+            prefix = self.metric_prefix("", name).removeprefix("/")
+            tables.append(SummaryTable(title, prefix, head.summary_columns(), head.trivial_columns(by_stage),
+                                       head.summary_notes(by_stage)))  # fmt: skip
+        return tables
 
     def prediction_columns(self, decoded: np.ndarray) -> pd.DataFrame:
         parts = [self.heads[name].prediction_columns(values) for name, values in self.per_head(decoded).items()]

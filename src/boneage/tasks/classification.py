@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -16,6 +16,8 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 from boneage.config.errors import ConfigError, DataError
 from boneage.tasks.balance import balance_weights
 from boneage.tasks.losses import ClassificationLoss
+from boneage.tasks.markdown import figure_table, fmt, heading
+from boneage.tasks.protocol import WithoutExtras
 
 TOP_K_FROM = 6  # top-k accuracy is reported once there are more classes than this minus one
 
@@ -29,7 +31,7 @@ def as_written(value: Any) -> Any:
     return value.strip() if isinstance(value, str) else value
 
 
-class ClassificationHead(nn.Module):
+class ClassificationHead(WithoutExtras, nn.Module):
     """One logit per class; probabilities by softmax. `classes` are declared in the config or
     read from the training rows (sorted), and kept in the checkpoint. The loss's class counts
     (for class weights and logit adjustment) come from the training rows too.
@@ -37,6 +39,10 @@ class ClassificationHead(nn.Module):
 
     kind = "classification"  # what the sidecar and the serve page call it
     answers_classes = True  # class probabilities: temperature scaling and prediction sets apply
+    calibrations = ("temperature",)
+    interval_groups: tuple[str, ...] = ()
+    group_columns: ClassVar[dict[str, str]] = {}
+    unit = None  # classes have none
 
     def __init__(
         self,
@@ -83,7 +89,7 @@ class ClassificationHead(nn.Module):
             )
         return problems
 
-    def fit(self, train: pd.Series) -> None:
+    def fit(self, train: pd.Series, source: Any = None) -> None:
         """The classes (unless declared) and each one's training count."""
         present = train.dropna()
         found = sorted(present.unique().tolist(), key=lambda value: (isinstance(value, str), value))
@@ -111,7 +117,7 @@ class ClassificationHead(nn.Module):
     def state(self) -> dict[str, Any]:
         return {"classes": self.classes}
 
-    def restore(self, state: dict[str, Any]) -> None:
+    def restore(self, state: Mapping[str, Any], source: Any = None) -> None:
         self.classes = list(state["classes"])
         self.loss.fit_counts(torch.ones(len(self.classes)))  # the right shape; the state dict holds the counts
 
@@ -119,14 +125,14 @@ class ClassificationHead(nn.Module):
         index = {value: position for position, value in enumerate(self.classes)}
         return values.map(index).fillna(-1).to_numpy(np.int64)
 
-    def subject_strata(self, values: pd.Series, subjects: pd.Series, bin_width: float | None) -> pd.Series:
+    def subject_strata(self, values: pd.Series, subjects: pd.Series, width: float) -> pd.Series:
         """Each subject's stratum: its most frequent class."""
         return values.groupby(subjects).agg(lambda labels: labels.mode().iloc[0] if labels.notna().any() else None)
 
-    def stratum_name(self, stratum: Any, bin_width: float | None) -> str:
+    def stratum_name(self, stratum: Any, width: float) -> str:
         return f"{self.name} {stratum!r}"
 
-    def thin_strata_remedy(self, bin_width: float | None) -> str:
+    def thin_strata_remedy(self, width: float) -> str:
         """What to change when a class has too few subjects to split."""
         return "Add subjects of these classes, merge them with a neighbour, or drop their rows"
 
@@ -210,13 +216,36 @@ class ClassificationHead(nn.Module):
         """The column a heat map explains: the predicted class's probability."""
         return decoded.argmax(dim=1)
 
-    # --- evaluation ------------------------------------------------------------------------
+    def summary_columns(self) -> list[tuple[str, str]]:
+        return [(name, name) for name in self.metric_names]
+
+    def trivial_columns(self, trivial: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, dict]]:
+        """(title, value per stage) of the majority-class predictor's accuracy and the classes present."""
+        return [
+            (figure.replace("_", " "), {stage: figures[figure] for stage, figures in trivial.items()})
+            for figure in ("majority_class_acc", "chance_balanced_acc", "classes_present")
+        ]
+
+    def summary_notes(self, trivial: Mapping[str, Mapping[str, Any]]) -> list[str]:
+        """What the trivial predictor answers, and a line for each set that lacks some of the
+        classes: its class-averaged figures are means over the classes it holds."""
+        notes = [f"(the majority predictor always answers the training set's most common {self.name})"]
+        for stage, figures in trivial.items():
+            if missing := figures.get("classes_missing"):
+                held = figures["classes_present"]
+                notes.append(
+                    f"{stage} has no image of {self.name} class(es) {', '.join(map(repr, missing))}: its balanced_acc "
+                    f"and macro_f1 are means over the {held} of {held + len(missing)} classes it holds"
+                )
+        return notes
+
+    # --- answers ---------------------------------------------------------------------------
     def columns(self) -> list[str]:
         return [f"p_{value}" for value in self.classes]
 
-    def unit(self, age_unit: str) -> str | None:
-        """Classes have no unit."""
-        return None
+    def clipped(self, values: np.ndarray) -> np.ndarray:
+        """Probabilities are always in range."""
+        return values
 
     def description(self) -> dict[str, Any]:
         """What an export's sidecar says of the head: its kind, classes in order, output columns."""
@@ -226,7 +255,6 @@ class ClassificationHead(nn.Module):
         """serve's answer for one image: the class, its probability, and every class's."""
         best = int(probabilities.argmax())
         return {
-            "kind": self.kind,
             "class": self.classes[best],
             "probability": float(probabilities[best]),
             "probabilities": {str(value): float(p) for value, p in zip(self.classes, probabilities, strict=True)},
@@ -240,7 +268,13 @@ class ClassificationHead(nn.Module):
         )
         return pd.concat([table, pd.DataFrame(decoded, columns=self.columns())], axis=1)
 
-    def evaluation(self, true: pd.Series, decoded: np.ndarray, train: pd.Series) -> dict[str, Any]:
+    # --- trust and evaluation --------------------------------------------------------------
+    def group_of(self, rows: pd.DataFrame, values: np.ndarray, by: str, width: float) -> np.ndarray:
+        raise ConfigError(f"The {self.name} head's prediction sets take no groups (intervals_by={by}).")
+
+    def evaluation(
+        self, true: pd.Series, decoded: np.ndarray, train: pd.Series, rows: pd.DataFrame, settings: Mapping[str, Any]
+    ) -> dict[str, Any]:
         """Accuracy, balanced accuracy, macro-F1, top-k and per-class recall against the
         majority-class predictor, and the confusion matrix (true classes by row, as a table)."""
         present = true.notna().to_numpy()
@@ -276,3 +310,30 @@ class ClassificationHead(nn.Module):
             top = np.argsort(-probabilities, axis=1)[:, : self.top_k]
             figures[f"top{self.top_k}_acc"] = float((top == truth[:, None]).any(axis=1).mean())
         return figures
+
+    def report_lines(self, figures: Mapping[str, Any], level: int) -> list[str]:
+        """Its figures, recall per class, the temperature's effect and its prediction sets."""
+        lines = figure_table(figures)
+        if missing := figures.get("classes_missing"):
+            lines += ["", f"No image of class(es) {', '.join(map(repr, missing))} here: balanced acc and macro F1 "
+                          f"are means over the {figures['classes_present']} classes present."]  # fmt: skip
+        if per_class := figures.get("per_class"):
+            lines += ["", "| class | images | recall |", "|---|---|---|"]
+            lines += [f"| {label} | {v['n']} | {fmt(v['recall'])} |" for label, v in per_class.items()]
+        if calibration := figures.get("calibration"):
+            lines += [
+                "",
+                f"Calibrated on the validation images, {temperature_sentence(calibration)} (before -> after).",
+            ]
+        if sets := figures.get("prediction_sets"):
+            lines += heading(level, f"Prediction sets (conformal, calibrated on {sets['calibrated_on']})")
+            lines += ["| level | coverage | mean classes per set | single-class share |", "|---|---|---|---|"]
+            lines += [f"| {name} | {fmt(v['coverage'])} | {fmt(v['mean_size'])} | {fmt(v['single_class_share'])} |"
+                      for name, v in sets.items() if name.endswith("%")]  # fmt: skip
+        return lines
+
+
+def temperature_sentence(figures: Mapping[str, float]) -> str:
+    """A head's temperature and its effect on the calibration error, in words."""
+    return (f"temperature {figures['temperature']:.3f}: ECE {figures['ece_before']:.3f} -> {figures['ece_after']:.3f}, "
+            f"adaptive ECE {figures['adaptive_ece_before']:.3f} -> {figures['adaptive_ece_after']:.3f}")  # fmt: skip

@@ -8,6 +8,7 @@ README's "Adding a task" walks through them.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -39,8 +40,10 @@ class OrdinalHead(ClassificationHead):
         distance = (outputs.float().softmax(dim=1) * (true_step[:, None] - steps).abs()).sum(dim=1)
         return losses + self.distance_weight * distance, present
 
-    def evaluation(self, true: pd.Series, decoded: np.ndarray, train: pd.Series) -> dict[str, Any]:
-        figures = super().evaluation(true, decoded, train)
+    def evaluation(
+        self, true: pd.Series, decoded: np.ndarray, train: pd.Series, rows: pd.DataFrame, settings: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        figures = super().evaluation(true, decoded, train, rows, settings)
         present = true.notna().to_numpy()
         steps = np.abs(decoded[present].argmax(axis=1) - self.targets(true[present]))
         return figures | {"mae_steps": float(steps.mean())}

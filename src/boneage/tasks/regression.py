@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -22,7 +22,9 @@ from torchmetrics import (
 from boneage.config.errors import ConfigError, DataError
 from boneage.tasks.balance import balance_weights
 from boneage.tasks.losses import ClassificationLoss
+from boneage.tasks.markdown import comparison_lines, figure_table, interval_lines
 from boneage.tasks.metrics import regression_metrics
+from boneage.tasks.protocol import WithoutExtras
 
 # The names a task's metrics may have, and what computes each (torchmetrics, per epoch).
 METRICS = {
@@ -36,16 +38,21 @@ METRICS = {
 }
 
 
-class RegressionHead(nn.Module):
+class RegressionHead(WithoutExtras, nn.Module):
     """One value per image, trained on the target standardised by the training set's mean and
     standard deviation (kept as buffers): one lr and one Huber delta then fit any unit.
 
     `required`: a row without the value is a bad row; otherwise (multi-task) it only leaves
-    this head's loss. `quantiles`: the split is stratified by this many quantile bins.
+    this head's loss. `quantiles`: the split is stratified by this many quantile bins. `unit`
+    names what its values are in (shown beside every answer); `range` ([low, high], either may be
+    null) is what its values can be: answers and intervals are clipped to it (a score of 0-100).
     """
 
     kind = "regression"  # what the sidecar and the serve page call it
     answers_classes = False
+    calibrations: tuple[str, ...] = ()  # an age head adds linear calibration
+    interval_groups: tuple[str, ...] = ()  # an age head adds Mondrian groups (sex, age bin)
+    group_columns: ClassVar[dict[str, str]] = {}  # the table column each of its interval groups reads at answer time
 
     def __init__(
         self,
@@ -55,6 +62,8 @@ class RegressionHead(nn.Module):
         required: bool = True,
         quantiles: int = 5,
         name: str = "score",
+        unit: str | None = None,
+        range: Sequence[float | None] | None = None,
     ) -> None:
         super().__init__()
         if isinstance(loss, ClassificationLoss):
@@ -72,6 +81,11 @@ class RegressionHead(nn.Module):
         self.required = required
         self.quantiles = quantiles
         self.outputs = getattr(self.loss, "head_outputs", 1)  # a distribution loss asks for one logit per bin
+        self.unit = unit
+        low, high = range if range is not None else (None, None)
+        if low is not None and high is not None and not low < high:
+            raise ConfigError(f"The {name} head's range must be [low, high] with low < high, not {list(range)}.")
+        self.range = (low, high)
         self.register_buffer("mean", torch.tensor(0.0))
         self.register_buffer("std", torch.tensor(1.0))
 
@@ -86,7 +100,7 @@ class RegressionHead(nn.Module):
             problems[values.isna()] = f"{self.name} missing or not a number"
         return problems
 
-    def fit(self, train: pd.Series) -> None:
+    def fit(self, train: pd.Series, source: Any = None) -> None:
         """The training values' scale; a column with one value cannot be learnt from."""
         present = train.dropna()
         if present.nunique() < 2:
@@ -100,21 +114,21 @@ class RegressionHead(nn.Module):
     def state(self) -> dict[str, Any]:
         return {}
 
-    def restore(self, state: dict[str, Any]) -> None:
+    def restore(self, state: Mapping[str, Any], source: Any = None) -> None:
         """Nothing beyond the buffers, which the checkpoint's state dict restores."""
 
     def targets(self, values: pd.Series) -> np.ndarray:
         return values.to_numpy(np.float32)
 
-    def subject_strata(self, values: pd.Series, subjects: pd.Series, bin_width: float | None) -> pd.Series:
+    def subject_strata(self, values: pd.Series, subjects: pd.Series, width: float) -> pd.Series:
         """Each subject's stratum: quantile bins of its mean value."""
         means = values.groupby(subjects).mean()
         return pd.qcut(means, q=min(self.quantiles, means.nunique()), labels=False, duplicates="drop")
 
-    def stratum_name(self, stratum: Any, bin_width: float | None) -> str:
+    def stratum_name(self, stratum: Any, width: float) -> str:
         return f"{self.name} quantile {int(stratum) + 1}"
 
-    def thin_strata_remedy(self, bin_width: float | None) -> str:
+    def thin_strata_remedy(self, width: float) -> str:
         """What to change when a stratum has too few subjects to split."""
         return (
             f"Add subjects, or stratify by fewer quantile bins (the {self.name} head's quantiles, now {self.quantiles})"
@@ -179,33 +193,66 @@ class RegressionHead(nn.Module):
         """The column a heat map explains: the value's own."""
         return torch.zeros(len(decoded), dtype=torch.long)
 
-    # --- evaluation ------------------------------------------------------------------------
+    def summary_columns(self) -> list[tuple[str, str]]:
+        return [(name, name) for name in self.metric_names]
+
+    def trivial_columns(self, trivial: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, dict]]:
+        """(title, value per stage) of the trivial predictor's figures (the numbers among them)."""
+        first = next(iter(trivial.values()), {})
+        return [
+            (figure.replace("_", " "), {stage: figures[figure] for stage, figures in trivial.items()})
+            for figure, value in first.items()
+            if isinstance(value, int | float) and not isinstance(value, bool)
+        ]
+
+    def summary_notes(self, trivial: Mapping[str, Mapping[str, Any]]) -> list[str]:
+        unit = f"values in {self.unit}; " if self.unit else ""
+        return [f"({unit}the mean predictor always answers the training set's mean {self.name})"]
+
+    # --- answers ---------------------------------------------------------------------------
     def columns(self) -> list[str]:
         return [self.name]
 
-    def unit(self, age_unit: str) -> str | None:
-        """The unit of its values, where boneage knows one (an age head: the table's `age_unit`)."""
-        return None
-
     def description(self) -> dict[str, Any]:
-        """What an export's sidecar says of the head: its kind and output column."""
-        return {"kind": self.kind, "columns": self.columns()}
+        """What an export's sidecar and GET /model say of the head: its kind, output column and range."""
+        return {"kind": self.kind, "columns": self.columns(), "range": list(self.range)}
+
+    def clipped(self, values: np.ndarray) -> np.ndarray:
+        """Values within the declared range."""
+        low, high = self.range
+        if low is None and high is None:
+            return values
+        return np.clip(values, -np.inf if low is None else low, np.inf if high is None else high)
 
     def answer(self, values: np.ndarray) -> dict[str, Any]:
-        """serve's answer for one image: the value."""
-        return {"kind": self.kind, "value": float(values[0])}
+        """serve's answer for one image: the value, named as predict's column is."""
+        return {f"predicted_{self.name}": float(values[0])}
 
     def prediction_columns(self, decoded: np.ndarray) -> pd.DataFrame:
         return pd.DataFrame({f"predicted_{self.name}": decoded[:, 0]})
 
-    def evaluation(self, true: pd.Series, decoded: np.ndarray, train: pd.Series) -> dict[str, Any]:
+    # --- trust and evaluation --------------------------------------------------------------
+    def group_of(self, rows: pd.DataFrame, values: np.ndarray, by: str, width: float) -> np.ndarray:
+        raise ConfigError(f"The {self.name} head's intervals take no groups (intervals_by={by}).")
+
+    def evaluation(
+        self, true: pd.Series, decoded: np.ndarray, train: pd.Series, rows: pd.DataFrame, settings: Mapping[str, Any]
+    ) -> dict[str, Any]:
         """MAE, RMSE, bias, R2 and the three correlations image quality is judged by."""
         present = true.notna().to_numpy()
         truth, predicted = true.to_numpy(float)[present], decoded[present, 0]
         figures = regression_metrics(truth, predicted)
         figures["plcc"], figures["srcc"] = figures.pop("pearson_r"), figures.pop("spearman_rho")
         figures["krcc"] = _kendall(truth, predicted)
-        return figures | self.trivial(train, true)
+        return figures | self.trivial(train, true) | ({"unit": self.unit} if self.unit else {})
+
+    def report_lines(self, figures: Mapping[str, Any], level: int) -> list[str]:
+        """Its figures as a table, then its intervals and an ensemble's members."""
+        lines = figure_table(figures)
+        if "members" in figures:
+            compared = {"ensemble": figures | {"pearson_r": figures["plcc"]}, **figures["members"]}
+            lines += comparison_lines("Ensemble against its members (same images)", "model", compared, level)
+        return lines + interval_lines(figures.get("intervals", {}), self.unit, level)
 
 
 def _kendall(true: np.ndarray, predicted: np.ndarray) -> float:

@@ -1,0 +1,114 @@
+"""What predict writes and serve answers for each image, head by head: the head's answer (its
+value, calibrated and within its range, with its unit; or its class with the probabilities,
+tempered), its conformal interval or prediction set at each level, and what the head adds
+(the age head: its difference from the chronological age). A task of one head answers with
+that head's columns and keys as they are; with several, each head's are under its name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from boneage.evaluation.ensemble import MemberPredictions, predict_members
+from boneage.evaluation.prediction_sets import PredictionSets
+from boneage.evaluation.trust import ClassTrust, TaskTrust, spreads_of
+
+
+@dataclass
+class Answers:
+    """The members' answers, made trustworthy by `trust` (fitted on their validation subjects)."""
+
+    members: Sequence[Any]
+    trust: TaskTrust
+    tta: Sequence[str] | str = "none"
+    weights: Sequence[float] | None = None
+
+    @property
+    def task(self) -> Any:
+        return self.members[0].task
+
+    @property
+    def inputs(self) -> list[str]:
+        """Table columns needed beside the image: what some member's network takes (sex...), and
+        what a head's interval groups read (intervals_by=sex)."""
+        needed = {name for member in self.members for name in member.inputs}
+        for name, trust in self.trust.heads.items():
+            if column := self.task.heads[name].group_columns.get(trust.by):
+                needed.add(column)
+        return sorted(needed)
+
+    def predict(self, rows: pd.DataFrame) -> tuple[MemberPredictions, dict[str, np.ndarray]]:
+        """The members' predictions of `rows`, and each head's answers."""
+        predicted = predict_members(self.members, rows, self.tta, self.weights)
+        return predicted, self.trust.applied(self.task, predicted.combined)
+
+    def bounds(
+        self, rows: pd.DataFrame, predicted: MemberPredictions, answers: dict[str, np.ndarray], level: float
+    ) -> dict[str, tuple[np.ndarray, np.ndarray] | np.ndarray]:
+        """Each head's interval bounds (value heads) or set membership matrix (class heads) at `level`,
+        for the heads that have a table to answer with."""
+        spreads = None
+        found: dict[str, Any] = {}
+        for name, head in self.task.heads.items():
+            if not self.trust.has_table(name):
+                continue
+            trust = self.trust.heads[name]
+            if isinstance(trust, ClassTrust):
+                found[name] = trust.sets.sets(answers[name], level)
+                continue
+            if trust.scale and spreads is None:
+                spreads = spreads_of(self.members, rows, predicted, trust.scale)
+            found[name] = trust.bounds(head, answers[name][:, 0], rows, level, spreads and spreads[name])
+        return found
+
+    def table(self, rows: pd.DataFrame, levels: Sequence[float]) -> pd.DataFrame:
+        """predict's columns for `rows`: the rows as given, then each head's answer, unit and
+        interval or set at each level, then what each head adds."""
+        predicted, answers = self.predict(rows)
+        at_level = {level: self.bounds(rows, predicted, answers, level) for level in levels}
+        written = rows.reset_index(drop=True)
+        for name, head in self.task.heads.items():
+            prefix = self.task.column_prefix(name)
+            columns = head.prediction_columns(answers[name])
+            if head.unit:
+                columns[f"{prefix}unit"] = head.unit
+            for level, found in at_level.items():
+                percent = round(100 * level)
+                if name not in found:
+                    continue
+                if head.answers_classes:
+                    columns[f"{prefix}set_{percent}"] = PredictionSets.named(found[name], head.classes)
+                else:
+                    columns[f"{prefix}lower_{percent}"], columns[f"{prefix}upper_{percent}"] = found[name]
+            written = pd.concat([written, columns], axis=1)
+        for name, head in self.task.heads.items():
+            head.answer_extras(written, self.task.column_prefix(name), levels)
+        return written.set_axis(rows.index)
+
+    def replies(self, rows: pd.DataFrame, level: float | None) -> list[dict[str, Any]]:
+        """serve's answer for each image of `rows`: per head its answer and, at `level`, its
+        interval or prediction set."""
+        predicted, answers = self.predict(rows)
+        found = self.bounds(rows, predicted, answers, level) if level else {}
+        replies: list[dict[str, Any]] = [{} for _ in range(len(rows))]
+        single = len(self.task.heads) == 1
+        for name, head in self.task.heads.items():
+            for row, reply in enumerate(replies):
+                answer = head.answer(answers[name][row])
+                if name in found and head.answers_classes:
+                    members = [head.classes[i] for i in np.flatnonzero(found[name][row])]
+                    answer["set"] = {"level": level, "classes": members}
+                elif name in found:
+                    lower, upper = found[name]
+                    answer["interval"] = {"level": level, "lower": float(lower[row]), "upper": float(upper[row])}
+                if single:
+                    reply.update(answer)
+                else:
+                    unit = {} if head.answers_classes else {"unit": head.unit}
+                    reply.setdefault("heads", {})[name] = {"kind": head.kind, **answer, **unit}
+        return replies
