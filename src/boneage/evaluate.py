@@ -77,7 +77,7 @@ def evaluate(cfg: DictConfig) -> Path:
         plots.append(heat_map_grid(members[0], predictions, first, f"{task.column_prefix(first)}predicted", strata,
                                    out / "heatmaps.png"))  # fmt: skip
     subjects = rows["subject"].nunique() if "subject" in rows else None
-    write_report(task, metrics, {task.names[0]: metrics} if single else per_head, plots, subjects, out / "report.md")
+    write_report(task, metrics, per_head, plots, subjects, out / "report.md")
     for name, head in task.heads.items():
         print(("" if single else f"{name}: ") + head.evaluation_line(per_head[name]))
     print(f"results in {out}")
@@ -96,7 +96,7 @@ def _evaluated(cfg: DictConfig, members: list, rows: pd.DataFrame) -> Evaluated:
     return Evaluated(
         task, rows, members[0].rows_of("train"), predicted,
         predict_members(members, rows, "none", weights) if uses_tta(tta) else None, trust, trusted,
-        {level: answers.bounds(rows, predicted, trusted, level) for level in levels}, settings,
+        answers.bounds(rows, predicted, trusted, levels), settings,
     )  # fmt: skip
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 
 from boneage.evaluation.ensemble import MemberPredictions, predict_members
 from boneage.evaluation.prediction_sets import PredictionSets
-from boneage.evaluation.trust import ClassTrust, TaskTrust, spreads_of
+from boneage.evaluation.trust import TaskTrust, spreads_of
 
 
 @dataclass
@@ -48,29 +48,29 @@ class Answers:
         return predicted, self.trust.applied(self.task, predicted.combined)
 
     def bounds(
-        self, rows: pd.DataFrame, predicted: MemberPredictions, answers: dict[str, np.ndarray], level: float
-    ) -> dict[str, tuple[np.ndarray, np.ndarray] | np.ndarray]:
-        """Each head's interval bounds (value heads) or set membership matrix (class heads) at `level`,
-        for the heads that have a table to answer with."""
-        spreads = None
-        found: dict[str, Any] = {}
+        self, rows: pd.DataFrame, predicted: MemberPredictions, answers: dict[str, np.ndarray], levels: Sequence[float]
+    ) -> dict[float, dict[str, Any]]:
+        """Per level, each head's interval bounds (value heads) or set membership matrix (class
+        heads), for the heads that have a table to answer with. The spreads that scale intervals
+        (one more network pass for a mean-variance model) are taken once for all levels."""
+        found: dict[float, dict[str, Any]] = {level: {} for level in levels}
+        spreads: dict[str, np.ndarray] | None = None
         for name, head in self.task.heads.items():
-            if not self.trust.has_table(name):
-                continue
             trust = self.trust.heads[name]
-            if isinstance(trust, ClassTrust):
-                found[name] = trust.sets.sets(answers[name], level)
+            if not trust.has_table:
                 continue
-            if trust.scale and spreads is None:
+            if not head.answers_classes and trust.scale and spreads is None:
                 spreads = spreads_of(self.members, rows, predicted, trust.scale)
-            found[name] = trust.bounds(head, answers[name][:, 0], rows, level, spreads and spreads[name])
+            for level in levels:
+                found[level][name] = trust.sets.sets(answers[name], level) if head.answers_classes else trust.bounds(
+                    head, answers[name][:, 0], rows, level, None if spreads is None else spreads[name])  # fmt: skip
         return found
 
     def table(self, rows: pd.DataFrame, levels: Sequence[float]) -> pd.DataFrame:
         """predict's columns for `rows`: the rows as given, then each head's answer, unit and
         interval or set at each level, then what each head adds."""
         predicted, answers = self.predict(rows)
-        at_level = {level: self.bounds(rows, predicted, answers, level) for level in levels}
+        at_level = self.bounds(rows, predicted, answers, levels)
         written = rows.reset_index(drop=True)
         for name, head in self.task.heads.items():
             prefix = self.task.column_prefix(name)
@@ -94,7 +94,7 @@ class Answers:
         """serve's answer for each image of `rows`: per head its answer and, at `level`, its
         interval or prediction set."""
         predicted, answers = self.predict(rows)
-        found = self.bounds(rows, predicted, answers, level) if level else {}
+        found = self.bounds(rows, predicted, answers, [level])[level] if level else {}
         replies: list[dict[str, Any]] = [{} for _ in range(len(rows))]
         single = len(self.task.heads) == 1
         for name, head in self.task.heads.items():

@@ -15,7 +15,7 @@ def write_report(
     task: Task, metrics: Mapping[str, Any], per_head: Mapping[str, Mapping[str, Any]], plots: Sequence[Path],
     subjects: int | None, path: Path,
 ) -> None:  # fmt: skip
-    """`per_head`: each head's figures (for a task of one head, `metrics` itself)."""
+    """`metrics`: the whole model's figures (runs, TTA, images, OOD); `per_head`: each head's."""
     single = len(task.heads) == 1
     unit = f" Errors in {task.unit}." if task.unit else ""
     of_subjects = f" of {subjects} subjects" if subjects else ""

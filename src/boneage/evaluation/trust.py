@@ -62,6 +62,15 @@ class ValueTrust:
     def calibrated(self, predicted: np.ndarray) -> np.ndarray:
         return self.slope * np.asarray(predicted, float) + self.intercept
 
+    def applied(self, head: Head, values: np.ndarray) -> np.ndarray:
+        """The head's values calibrated, within its range."""
+        return head.clipped(self.calibrated(values))
+
+    @property
+    def has_table(self) -> bool:
+        """Whether there is a residual table to answer intervals with."""
+        return bool(self.residuals)
+
     @cached_property
     def regressor(self) -> ConformalRegressor:
         """The conformal regressor of the residual table, fitted once (not for every batch)."""
@@ -107,6 +116,15 @@ class ClassTrust:
     def tempered(self, probabilities: np.ndarray) -> np.ndarray:
         return probabilities if self.temperature is None else tempered(probabilities, self.temperature)
 
+    def applied(self, head: Head, probabilities: np.ndarray) -> np.ndarray:
+        """The head's probabilities, tempered."""
+        return self.tempered(probabilities)
+
+    @property
+    def has_table(self) -> bool:
+        """Whether there are set scores to answer prediction sets with."""
+        return bool(self.set_scores)
+
     @cached_property
     def sets(self) -> PredictionSets:
         """The prediction sets, fitted once from the scores (not for every batch)."""
@@ -135,17 +153,12 @@ class TaskTrust:
 
     def applied(self, task: Task, decoded: np.ndarray) -> dict[str, np.ndarray]:
         """Each head's answers: values calibrated and within the head's range, probabilities tempered."""
-        answers = {}
-        for name, values in task.per_head(decoded).items():
-            trust = self.heads[name]
-            answers[name] = trust.tempered(values) if isinstance(trust, ClassTrust) else (
-                task.heads[name].clipped(trust.calibrated(values)))  # fmt: skip
-        return answers
+        per_head = task.per_head(decoded)
+        return {name: self.heads[name].applied(task.heads[name], values) for name, values in per_head.items()}
 
     def has_table(self, name: str) -> bool:
         """Whether the head has an interval or set table to answer with."""
-        trust = self.heads[name]
-        return bool(trust.set_scores if isinstance(trust, ClassTrust) else trust.residuals)
+        return self.heads[name].has_table
 
     def as_dict(self) -> dict[str, Any]:
         return {"heads": {name: {"kind": trust.kind, **asdict(trust)} for name, trust in self.heads.items()}}

@@ -121,7 +121,7 @@ def create_app(model: ServedModel, max_upload_mb: float = 50, max_batch: int = 1
     @app.post("/predict/batch", dependencies=authorized)
     async def predict_batch(
         request: Request, files: Annotated[list[UploadFile] | None, File()] = None,
-        sex: Annotated[list[str] | None, Form()] = None,
+        sex: Annotated[list[str] | None, Form()] = None,  # named for the API docs; read with the other inputs
     ) -> dict[str, Any]:  # fmt: skip
         """Several images (multipart field 'files', repeated); each table input the model needs
         (sex, ...) once for all or once per image. Each image gets its prediction or its own
