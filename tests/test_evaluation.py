@@ -23,7 +23,6 @@ from boneage.datamodules.transforms import build_pipeline, preprocessing
 from boneage.evaluate import evaluate
 from boneage.evaluation.ensemble import load_members
 from boneage.evaluation.inference import load_run
-from boneage.evaluation.ood import fit_feature_distance
 from boneage.evaluation.trust import fit_value_trust
 from boneage.evaluation.tta import tta_views
 from boneage.export import export
@@ -272,7 +271,7 @@ def test_onnx_export_of_an_ensemble_reproduces_it_and_predict_and_serve_run_from
         )
     )
     sidecar = json.loads((out / "boneage_export.json").read_text())
-    assert sorted(p.name for p in out.iterdir()) == ["boneage_export.json", "member0.onnx", "member1.onnx"]
+    assert sorted(p.name for p in out.iterdir()) == ["boneage_export.json", "gate.npz", "member0.onnx", "member1.onnx"]
     assert [m["weight"] for m in sidecar["members"]] == [0.75, 0.25]
     assert sidecar["check"]["max_abs_difference"] <= 1e-3 and sidecar["check"]["images"] > 0
     assert [m["settings"]["image_size"] for m in sidecar["members"]] == [32, 40]
@@ -365,16 +364,6 @@ def test_evaluate_reports_interval_coverage_and_calibration_before_and_after(two
     assert "Prediction intervals (split-conformal" in report and "Linear calibration" in report
 
 
-def test_feature_distance_flags_about_its_quantile_of_familiar_images_and_all_strange_ones():
-    rng = np.random.default_rng(0)
-    familiar = rng.normal(0, 1, (600, 16)) + 5.0  # features of images like the validation images
-    distance = fit_feature_distance(familiar[:300], quantile=0.95)
-    _, flags = distance.flags(familiar[300:])
-    assert flags.mean() == pytest.approx(0.05, abs=0.04)
-    scores, strange = distance.flags(rng.normal(0, 1, (20, 16)) - 5.0)  # pointing elsewhere
-    assert strange.all() and scores.min() > distance.threshold
-
-
 @pytest.mark.slow
 def test_predict_and_evaluate_flag_an_image_unlike_the_hands(two_runs, tmp_path):
     folder = copy_test_images(two_runs[0], tmp_path / "new", 8)
@@ -384,7 +373,9 @@ def test_predict_and_evaluate_flag_an_image_unlike_the_hands(two_runs, tmp_path)
     predict(compose_app("predict", [f"run={two_runs[0]}", f"input={folder}", f"output={output}"]))
     table = pd.read_csv(output)
     strange = table["image"].str.endswith("zz_checkerboard.png")
-    assert table.loc[strange, "ood_flag"].all()
+    assert (
+        not table.loc[strange, "assessed"].any() and "unlike the images" in table.loc[strange, "not_assessed"].iloc[0]
+    )
     assert table.loc[strange, "ood_score"].iloc[0] > table.loc[~strange, "ood_score"].max()
 
     metrics = json.loads(
@@ -392,9 +383,9 @@ def test_predict_and_evaluate_flag_an_image_unlike_the_hands(two_runs, tmp_path)
             evaluate(compose_app("evaluate", [f"run={two_runs[0]}", f"output_dir={tmp_path / 'e'}"])) / "metrics.json"
         ).read_text()
     )
-    ood = metrics["out_of_distribution"]
-    assert ood["quantile"] == 0.99 and ood["flagged"] == round(ood["share"] * metrics["image"]["n"])
-    assert "ood_flag" in pd.read_csv(tmp_path / "e" / "predictions.csv")
+    checked = metrics["self_validation"]
+    assert checked["quantile"] == 0.995 and checked["refused"] == round(checked["share"] * metrics["image"]["n"])
+    assert "assessed" in pd.read_csv(tmp_path / "e" / "predictions.csv")
 
 
 def test_intervals_scaled_by_the_models_spread_keep_their_coverage_where_it_is_unsure():

@@ -17,7 +17,7 @@ LAYERS = [  # lowest first
     {"runs"},
     {"modules", "datamodules"},
     {"config"},  # composing a run from its config: above what it builds
-    {"evaluation"},
+    {"evaluation", "selfcheck"},  # answers and their self-validation, one layer: each uses the other
     {"callbacks"},
     {"serving"},
     COMMANDS,

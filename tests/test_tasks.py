@@ -380,8 +380,7 @@ def exported_and_served_as_the_run_predicts(
         assert (described["calibration"] or {}).get("kind") == ("temperature" if classes else None)
     from_export = tmp_path / "from_export.csv"
     predict(compose_app("predict", [f"run={exported}", f"input={images}", f"output={from_export}"]))
-    from_run = predicted.drop(columns=["ood_score", "ood_flag"])  # an export has no feature extractor to flag with
-    pd.testing.assert_frame_equal(pd.read_csv(from_export), from_run, check_exact=False, atol=1e-4)
+    pd.testing.assert_frame_equal(pd.read_csv(from_export), predicted, check_exact=False, atol=1e-4)  # flags too
     image = Path(predicted["image"][0])
     with TestClient(build_app(compose_app("serve", [f"run={exported}"]))) as client:
         answer = client.post("/predict", files={"file": (image.name, image.read_bytes())}).json()

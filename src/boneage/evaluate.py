@@ -13,6 +13,7 @@ from typing import Any
 from boneage.runtime.startup import collector_paused
 
 with collector_paused():  # torch and its libraries: a fifth quicker to start
+    import numpy as np
     import pandas as pd
     from hydra.utils import instantiate
     from omegaconf import DictConfig
@@ -21,18 +22,22 @@ with collector_paused():  # torch and its libraries: a fifth quicker to start
     from boneage.config.errors import DataError
     from boneage.config.resolvers import unique_dir
     from boneage.datamodules.images import ImageLimits
-    from boneage.datamodules.intake import set_aside_unreadable
+    from boneage.datamodules.intake import images_in_folder, set_aside_unreadable
     from boneage.datamodules.validation import describe
     from boneage.evaluation.answers import Answers
     from boneage.evaluation.ensemble import load_members, plain, predict_members, shared_test_rows
     from boneage.evaluation.heatmaps import heat_map_grid
     from boneage.evaluation.inference import TrainedRun
-    from boneage.evaluation.ood import FeatureDistance, ood_of
     from boneage.evaluation.per_head import Evaluated, identity_columns
     from boneage.evaluation.report import write_report
     from boneage.evaluation.trust import trust_for
     from boneage.evaluation.tta import uses_tta
     from boneage.runs.records import now
+    from boneage.selfcheck.fitting import evidence_of, gate_of
+    from boneage.selfcheck.gate import Gate, Verdicts
+    from boneage.selfcheck.header import header_refusal
+    from boneage.selfcheck.measure import methods_table
+    from boneage.selfcheck.mistakes import generated_mistakes
     from boneage.tasks.base import Task
 
 
@@ -65,9 +70,11 @@ def evaluate(cfg: DictConfig) -> Path:
     metrics = dict(per_head[task.names[0]]) if single else {"heads": per_head}
     metrics |= {"runs": list(evaluated.predicted.per_member), "tta": evaluated.settings["tta"], "images": len(rows),
                 "evaluated_on": evaluated_on, "monitor": task.monitor}  # fmt: skip
-    if (ood := ood_of(members, cfg.ood_quantile)) is not None:
-        predictions["ood_score"], predictions["ood_flag"] = ood.flags(members[0].features(rows))
-        metrics["out_of_distribution"] = ood_figures(predictions, ood, task)
+    gate = gate_of(members, evaluated.settings["tta"], evaluated.settings["weights"], cfg.ood_method, cfg.ood_quantile)
+    if gate is not None:
+        verdicts = gate.verdicts(evidence_of(members, rows, evaluated.predicted))
+        predictions["assessed"], predictions["ood_score"] = ~verdicts.refused, verdicts.scores
+        metrics["self_validation"] = self_validation_figures(cfg, members, gate, evaluated, predictions, verdicts, out)
     predictions.to_csv(out / "predictions.csv", index=False)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     first, head = next(iter(task.heads.items()))
@@ -100,20 +107,53 @@ def _evaluated(cfg: DictConfig, members: list, rows: pd.DataFrame) -> Evaluated:
     )  # fmt: skip
 
 
-def ood_figures(predictions: pd.DataFrame, ood: FeatureDistance, task: Task) -> dict[str, Any]:
-    """How many images are flagged, and the MAE of the flagged against the rest's (of the task's
-    first value head, where it has one; named where it has several heads)."""
-    flagged = predictions["ood_flag"].astype(bool)
-    figures = {"threshold": ood.threshold, "quantile": ood.quantile, "flagged": int(flagged.sum()),
-               "share": float(flagged.mean())}  # fmt: skip
+def self_validation_figures(
+    cfg: DictConfig, members: list, gate: Gate, evaluated: Evaluated, predictions: pd.DataFrame, verdicts: Verdicts,
+    out: Path,
+) -> dict[str, Any]:  # fmt: skip
+    """The gate on the evaluated images (how many it refuses, and their error against the rest's),
+    and every method measured against the out-of-distribution set: ood_input, or the usual
+    mistakes generated into `out`/mistakes."""
+    figures = {"method": gate.method, "quantile": gate.quantile, "threshold": verdicts.threshold,
+               "refused": int(verdicts.refused.sum()), "share": float(verdicts.refused.mean())}  # fmt: skip
+    task, rows = members[0].task, evaluated.rows
     values = [name for name, head in task.heads.items() if not head.answers_classes]
     if values:
-        if len(task.heads) > 1:
-            figures["mae_of"] = values[0]
-        absolute = predictions[f"{task.column_prefix(values[0])}error"].abs()
-        figures["mae_flagged"] = float(absolute[flagged].mean()) if flagged.any() else None
-        figures["mae_rest"] = float(absolute[~flagged].mean())
+        errors = predictions[f"{task.column_prefix(values[0])}error"].abs().to_numpy()
+        figures["mae_of"] = values[0]
+        figures["mae_refused"] = float(np.nanmean(errors[verdicts.refused])) if verdicts.refused.any() else None
+        figures["mae_rest"] = float(np.nanmean(errors[~verdicts.refused]))
+    foreign, header_refused, source = _foreign_rows(cfg, rows, out)
+    evidence = evidence_of(members, foreign, predict_members(members, foreign, evaluated.settings["tta"],
+                                                             evaluated.settings["weights"]))  # fmt: skip
+    refused = gate.verdicts(evidence).refused
+    figures["ood_set"] = {
+        "source": source, "images": len(foreign) + header_refused, "header_refused": header_refused,
+        "kinds": foreign["kind"].value_counts().to_dict(),
+        "refused": float((refused.sum() + header_refused) / (len(foreign) + header_refused)),
+    }  # fmt: skip
+    figures["methods"] = methods_table(gate, evidence_of(members, rows, evaluated.predicted), evidence)
     return figures
+
+
+def _foreign_rows(cfg: DictConfig, rows: pd.DataFrame, out: Path) -> tuple[pd.DataFrame, int, str]:
+    """The out-of-distribution images the methods are measured on (columns image, kind, and the
+    model's table inputs taken from the evaluated rows), how many of ood_input's files their
+    header refused, and where they came from."""
+    if cfg.ood_input is None:
+        foreign, header_refused, source = generated_mistakes(rows["image"].tolist(), out / "mistakes"), 0, "generated"
+    else:
+        files, _ = images_in_folder(Path(cfg.ood_input).expanduser())
+        modalities = list(cfg.accepted_modalities)
+        kept = [str(file) for file in files if header_refusal(file, modalities) is None]
+        foreign = pd.DataFrame({"image": kept, "kind": "ood_input"})
+        foreign, _ = set_aside_unreadable(foreign, ImageLimits(cfg.max_pixels, cfg.multi_frame))
+        header_refused, source = len(files) - len(kept), str(cfg.ood_input)
+    if foreign.empty:
+        raise DataError(f"ood_input={cfg.ood_input}: no readable image that its DICOM header allows to measure on.")
+    inputs = [column for column in rows.columns if column not in foreign and column not in ("image",)]
+    cycled = rows[inputs].iloc[np.arange(len(foreign)) % len(rows)].reset_index(drop=True)
+    return pd.concat([foreign.reset_index(drop=True), cycled], axis=1), header_refused, source
 
 
 def _rows(cfg: DictConfig, members: list, task: Task) -> tuple[pd.DataFrame, str]:

@@ -28,11 +28,13 @@ with collector_paused():  # torch and its libraries: a fifth quicker to start
     from boneage.config.errors import ConfigError, ExportError
     from boneage.config.resolvers import unique_dir
     from boneage.evaluation.ensemble import load_members, plain, predict_members, shared_test_rows
-    from boneage.evaluation.exported import SIDECAR, load_export
+    from boneage.evaluation.exported import FEATURES_OUTPUT, SIDECAR, load_export
     from boneage.evaluation.inference import TrainedRun
     from boneage.evaluation.trust import trust_for
     from boneage.modules.pixels import INPUT_FORMAT
     from boneage.runs.records import now
+    from boneage.selfcheck.fitting import evidence_of, fit_gate
+    from boneage.selfcheck.gate import Gate
 
 SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
 
@@ -57,10 +59,12 @@ def export(cfg: DictConfig) -> Path:
         sidecar = _write_all(members, weights, out, cfg.format)
         trust = trust_for(members, cfg, "none", weights, intervals=True)
         sidecar["trust"] = trust.as_dict()
+        gate = fit_gate(members, "none", weights, cfg.ood_method, cfg.ood_quantile)
+        sidecar["gate"] = gate.save(out)
         for name, fitted in trust.by_head().items():
             sidecar["heads"][name] |= fitted
         (out / SIDECAR).write_text(json.dumps(sidecar, indent=2))  # the check loads the export as a user would
-        sidecar["check"] = _check(members, weights, out, cfg.check_images, cfg.tolerance)
+        sidecar["check"] = _check(members, weights, gate, out, cfg.check_images, cfg.tolerance)
     except BaseException:
         shutil.rmtree(out)  # a half-written export, or one that does not reproduce its run, is not left to be used
         raise
@@ -83,22 +87,39 @@ def _write_all(members: list[TrainedRun], weights: list[float], out: Path, fmt: 
     return {"boneage_version": __version__, "created_at": now(), "format": fmt, "heads": heads, "members": entries}
 
 
+class WithFeatures(torch.nn.Module):
+    """The network as exported: its answers, and the pooled features self-validation compares."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, image: torch.Tensor, inputs: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.module.answers_and_features(image, inputs)
+
+
 def _write(member: TrainedRun, file: Path, fmt: str) -> dict[str, Any]:
     """One network to `file`, with batch size free; its sidecar entry."""
     size = member.settings["image_size"]
     arguments = [torch.zeros(2, 1, size, size, dtype=torch.uint8)]
     if member.inputs:
         arguments.append(torch.zeros(2, len(member.inputs)))
+    network = WithFeatures(member.module).eval()
     with torch.no_grad():
         if fmt == "onnx":
             batch = torch.export.Dim("batch")
             torch.onnx.export(
-                member.module, tuple(arguments), str(file), dynamo=True, verbose=False, external_data=False,
-                input_names=["image", "inputs"][: len(arguments)], output_names=[_output_name(member.task.names)],
+                network, tuple(arguments), str(file), dynamo=True, verbose=False, external_data=False,
+                input_names=["image", "inputs"][: len(arguments)],
+                output_names=[_output_name(member.task.names), FEATURES_OUTPUT],
                 dynamic_shapes=tuple({0: batch} for _ in arguments),
             )  # fmt: skip
-        else:
-            member.module.to_torchscript(str(file), method="trace", example_inputs=tuple(arguments))
+        else:  # Lightning's tracing (it keeps the module's trainer out of the trace), of both outputs
+            member.module.forward = member.module.answers_and_features
+            try:
+                member.module.to_torchscript(str(file), method="trace", example_inputs=tuple(arguments))
+            finally:
+                del member.module.forward
     return {
         "file": file.name,
         "name": member.name,
@@ -119,19 +140,31 @@ def _output_name(heads: list[str]) -> str:
     return heads[0] if len(heads) == 1 else "answers"
 
 
-def _check(members: list[TrainedRun], weights: list[float], out: Path, images: int, tolerance: float) -> dict[str, Any]:
-    """The exported files against PyTorch on the runs' own test images."""
+def _check(
+    members: list[TrainedRun], weights: list[float], gate: Gate, out: Path, images: int, tolerance: float
+) -> dict[str, Any]:  # fmt: skip
+    """The exported files against PyTorch on the runs' own test images: their answers, and the
+    self-validation's verdicts."""
     rows = shared_test_rows(members).head(images)
-    expected = predict_members(members, rows, "none", weights).combined
-    exported = predict_members(load_export(out), rows, "none").combined
-    difference = float(np.abs(expected - exported).max())
+    expected = predict_members(members, rows, "none", weights)
+    exported_members = load_export(out)
+    exported = predict_members(exported_members, rows, "none")
+    difference = float(np.abs(expected.combined - exported.combined).max())
     unit = members[0].unit
     if not difference <= tolerance:
         raise ExportError(
             f"the export differs from PyTorch by up to {difference:.2e} {unit or ''} on {len(rows)} test images "
             f"(tolerance {tolerance:g}); it was not kept. Try format=torchscript, or report the model."
         )
-    return {"images": len(rows), "max_abs_difference": difference, "tolerance": tolerance, "unit": unit}
+    verdicts = gate.verdicts(evidence_of(members, rows, expected))
+    exported_verdicts = exported_members[0].gate.verdicts(evidence_of(exported_members, rows, exported))
+    if not np.array_equal(verdicts.refused, exported_verdicts.refused):
+        raise ExportError(
+            f"the export's self-validation refuses other test images than the run's ({verdicts.refused.sum()} against "
+            f"{exported_verdicts.refused.sum()} of {len(rows)}); it was not kept. Try format=torchscript."
+        )
+    return {"images": len(rows), "max_abs_difference": difference, "tolerance": tolerance, "unit": unit,
+            "refused_alike": int(verdicts.refused.sum())}  # fmt: skip
 
 
 @hydra_command("export")

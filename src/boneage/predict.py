@@ -25,8 +25,9 @@ with collector_paused():  # torch and its libraries: a fifth quicker to start
     from boneage.evaluation.ensemble import load_members, plain
     from boneage.evaluation.heatmaps import write_heat_maps
     from boneage.evaluation.inference import TrainedRun
-    from boneage.evaluation.ood import ood_of
     from boneage.evaluation.trust import trust_for
+    from boneage.selfcheck.fitting import gate_of
+    from boneage.selfcheck.header import header_refusal
     from boneage.tasks.base import Task
     from boneage.tasks.clinical import DIFFERENCE, chronological_figures
 
@@ -66,7 +67,9 @@ def predict(cfg: DictConfig) -> Path:
     members = load_members(cfg.run, plain(cfg.ensemble), cfg.sweep)
     found, skipped = images_to_predict(cfg.input, cfg.image_column, cfg.image_dir, cfg.chronological_age_column)
     tta, weights, levels = plain(cfg.tta), plain(cfg.weights), list(cfg.intervals)
-    answers = Answers(members, trust_for(members, cfg, tta, weights, bool(levels)), tta, weights)
+    gate = gate_of(members, tta, weights, cfg.ood_method, cfg.ood_quantile)
+    answers = Answers(members, trust_for(members, cfg, tta, weights, bool(levels)), tta, weights, gate)
+    found, refused = _refused_by_header(found, list(cfg.accepted_modalities) if gate else None)
     limits = ImageLimits(cfg.max_pixels, cfg.multi_frame)
     rows, unreadable = set_aside_unreadable(found, limits, cfg.on_unreadable == "stop", answers.inputs)
     unreadable = pd.concat([skipped, unreadable], ignore_index=True)
@@ -78,18 +81,25 @@ def predict(cfg: DictConfig) -> Path:
     if len(unreadable):
         unreadable.to_csv(listed, index=False)
     output.unlink(missing_ok=True)
-    ood = ood_of(members, cfg.ood_quantile)
+    columns = None
     for start in range(0, len(rows), cfg.chunk_size):
         chunk = rows.iloc[start : start + cfg.chunk_size]
         written = answers.table(chunk, levels)
-        if ood is not None:
-            written["ood_score"], written["ood_flag"] = ood.flags(members[0].features(chunk))
         if cfg.explain:
             write_heat_maps(members[0], chunk, output.with_name(f"{output.stem}_heatmaps"))
         written.to_csv(output, mode="a", header=start == 0, index=False)
+        columns = written.columns
+    if len(refused):  # rows of their own, with no answer: their pixels were never decoded
+        refused.reindex(columns=columns if columns is not None else refused.columns).to_csv(
+            output, mode="a", header=columns is None, index=False
+        )
     units = ", ".join(f"{name} in {head.unit}" if len(answers.task.heads) > 1 else head.unit
                       for name, head in answers.task.heads.items() if head.unit)  # fmt: skip
     print(f"{len(rows)} predictions{f' ({units})' if units else ''} written to {output}")
+    if gate is not None and output.exists():
+        not_assessed = int((~pd.read_csv(output)["assessed"].astype(bool)).sum())
+        print(f"{not_assessed} image(s) not assessed by self-validation ({len(refused)} by their DICOM header); "
+              "see the columns assessed and not_assessed")  # fmt: skip
     if levels:
         _print_development(output, answers.task, levels)
     if len(unreadable):
@@ -99,6 +109,16 @@ def predict(cfg: DictConfig) -> Path:
         if len(unreadable) > 20:
             print(f"  ... and {len(unreadable) - 20} more")
     return output
+
+
+def _refused_by_header(found: pd.DataFrame, modalities: list[str] | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows whose DICOM header allows a hand radiograph, and the others (assessed false, with
+    the reason); with no gate, every row."""
+    if modalities is None:
+        return found, found.iloc[:0]
+    reasons = found["image"].map(lambda image: header_refusal(image, modalities))
+    refused = found[reasons.notna()].assign(assessed=False, not_assessed=reasons[reasons.notna()])
+    return found[reasons.isna()], refused
 
 
 def _print_development(output: Path, task: Task, levels: list[float]) -> None:

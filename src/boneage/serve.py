@@ -20,8 +20,8 @@ with collector_paused():  # torch and its libraries: a fifth quicker to start
     from boneage.datamodules.images import ImageLimits
     from boneage.evaluation.answers import Answers
     from boneage.evaluation.ensemble import load_members, plain
-    from boneage.evaluation.ood import ood_of
     from boneage.evaluation.trust import trust_for
+    from boneage.selfcheck.fitting import gate_of
     from boneage.serving.app import create_app
     from boneage.serving.model import ServedModel
 
@@ -30,11 +30,13 @@ def build_app(cfg: DictConfig):
     """The app for the run or ensemble of `cfg`, with its limits and batching."""
     members = load_members(cfg.run, plain(cfg.ensemble), cfg.sweep)
     tta, weights = plain(cfg.tta), plain(cfg.weights)
-    answers = Answers(members, trust_for(members, cfg, tta, weights, bool(cfg.interval)), tta, weights)
-    model = ServedModel(answers, cfg.interval, ood_of(members, cfg.ood_quantile))
+    gate = gate_of(members, tta, weights, cfg.ood_method, cfg.ood_quantile)
+    trust = trust_for(members, cfg, tta, weights, bool(cfg.interval))
+    answers = Answers(members, trust, tta, weights, gate, cfg.reject)
+    model = ServedModel(answers, cfg.interval)
     limits = ImageLimits(cfg.max_pixels, cfg.multi_frame)
     return create_app(model, cfg.max_upload_mb, cfg.max_batch, cfg.max_wait_ms, cfg.max_batch_files, limits,
-                      cfg.decode_slots, cfg.api_key)  # fmt: skip
+                      cfg.decode_slots, cfg.api_key, list(cfg.accepted_modalities))  # fmt: skip
 
 
 def check_exposure(cfg: DictConfig) -> None:

@@ -17,6 +17,8 @@ import pandas as pd
 from boneage.evaluation.ensemble import MemberPredictions, predict_members
 from boneage.evaluation.prediction_sets import PredictionSets
 from boneage.evaluation.trust import TaskTrust, spreads_of
+from boneage.selfcheck.fitting import evidence_of
+from boneage.selfcheck.gate import Gate, Verdicts
 
 
 @dataclass
@@ -27,6 +29,8 @@ class Answers:
     trust: TaskTrust
     tta: Sequence[str] | str = "none"
     weights: Sequence[float] | None = None
+    gate: Gate | None = None  # self-validation: images unlike the validation images are not assessed
+    reject: bool = True  # replies withhold the answers of images the gate refuses (false: answer and flag)
 
     @property
     def task(self) -> Any:
@@ -46,6 +50,10 @@ class Answers:
         """The members' predictions of `rows`, and each head's answers."""
         predicted = predict_members(self.members, rows, self.tta, self.weights)
         return predicted, self.trust.applied(self.task, predicted.combined)
+
+    def verdicts(self, rows: pd.DataFrame, predicted: MemberPredictions) -> Verdicts | None:
+        """The gate's verdict on each image of `rows` (None without a gate)."""
+        return None if self.gate is None else self.gate.verdicts(evidence_of(self.members, rows, predicted))
 
     def bounds(
         self, rows: pd.DataFrame, predicted: MemberPredictions, answers: dict[str, np.ndarray], levels: Sequence[float]
@@ -88,6 +96,10 @@ class Answers:
             written = pd.concat([written, columns], axis=1)
         for name, head in self.task.heads.items():
             head.answer_extras(written, self.task.column_prefix(name), levels)
+        if (verdicts := self.verdicts(rows, predicted)) is not None:  # the answers stay, for research
+            written["assessed"], written["ood_score"] = ~verdicts.refused, verdicts.scores
+            written["not_assessed"] = [verdicts.reason(row) if refused else "" for row, refused in
+                                       enumerate(verdicts.refused)]  # fmt: skip
         return written.set_axis(rows.index)
 
     def replies(self, rows: pd.DataFrame, level: float | None) -> list[dict[str, Any]]:
@@ -111,4 +123,17 @@ class Answers:
                 else:
                     unit = {} if head.answers_classes else {"unit": head.unit}
                     reply.setdefault("heads", {})[name] = {"kind": head.kind, **answer, **unit}
+        if (verdicts := self.verdicts(rows, predicted)) is not None:
+            replies = [self._checked(reply, verdicts, row) for row, reply in enumerate(replies)]
         return replies
+
+    def _checked(self, reply: dict[str, Any], verdicts: Verdicts, row: int) -> dict[str, Any]:
+        """A reply with the gate's verdict; a refused image's answers withheld (unless reject=false)."""
+        refused = bool(verdicts.refused[row])
+        check = {"method": verdicts.method, "score": float(verdicts.scores[row]), "threshold": verdicts.threshold}
+        verdict = {"assessed": not refused, "self_validation": check}
+        if refused:
+            verdict["reason"] = verdicts.reason(row)
+            if self.reject:
+                return verdict | {"withheld": True}
+        return reply | verdict

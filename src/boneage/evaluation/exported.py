@@ -19,9 +19,11 @@ from hydra.utils import instantiate
 from boneage.config.errors import ConfigError
 from boneage.evaluation.inference import predict_views
 from boneage.modules.pixels import INPUT_FORMAT
+from boneage.selfcheck.gate import Gate
 from boneage.tasks.base import Task
 
 SIDECAR = "boneage_export.json"
+FEATURES_OUTPUT = "features"  # the networks' second output: their pooled features, for self-validation
 
 
 def is_export(target: str | Path) -> bool:
@@ -37,7 +39,9 @@ def load_export(target: str | Path) -> list[ExportedMember]:
         described = json.loads(sidecar.read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise ConfigError(f"run={target}: {sidecar} is not a readable boneage export ({error}).") from error
-    return [ExportedMember(sidecar.parent / entry["file"], entry, described["trust"]) for entry in described["members"]]
+    gate = Gate.load(sidecar.parent, described["gate"]) if "gate" in described else None  # none before self-validation
+    return [ExportedMember(sidecar.parent / entry["file"], entry, described["trust"], gate)
+            for entry in described["members"]]  # fmt: skip
 
 
 @dataclass
@@ -47,6 +51,7 @@ class ExportedMember:
     file: Path
     entry: dict[str, Any]
     trust: dict[str, Any]  # the export's calibration and interval or set tables (TaskTrust.as_dict)
+    gate: Gate | None = None  # the export's self-validation, fitted on its runs' validation images
 
     def __post_init__(self) -> None:
         if not self.file.is_file():
@@ -101,9 +106,19 @@ class ExportedMember:
     def predict_views(self, rows: pd.DataFrame, tta: Sequence[str] | str, batch_size: int = 32) -> np.ndarray:
         return predict_views(rows, self.entry["settings"], self._forward, self.name, tta, batch_size)
 
+    def features(self, rows: pd.DataFrame, batch_size: int = 32) -> np.ndarray:
+        """The network's pooled features of each image (its second output)."""
+        features = lambda images, inputs: self._outputs(images, inputs)[1]  # noqa: E731
+        return predict_views(rows, self.entry["settings"], features, self.name, "none", batch_size)[0]
+
     def _forward(self, images: torch.Tensor, inputs: torch.Tensor | None) -> torch.Tensor:
+        return self._outputs(images, inputs)[0]
+
+    def _outputs(self, images: torch.Tensor, inputs: torch.Tensor | None) -> list[torch.Tensor]:
+        """Every output of the network: its answers, then (exports with self-validation) its features."""
         arguments = [images] if inputs is None else [images, inputs]
         if self.file.suffix != ".onnx":
-            return self._scripted(*arguments)
+            outputs = self._scripted(*arguments)
+            return list(outputs) if isinstance(outputs, tuple) else [outputs]
         feeds = {feed.name: value.numpy() for feed, value in zip(self._session.get_inputs(), arguments, strict=True)}
-        return torch.from_numpy(self._session.run(None, feeds)[0])
+        return [torch.from_numpy(output) for output in self._session.run(None, feeds)]

@@ -28,8 +28,8 @@ def write_report(
     for name, head in task.heads.items():
         section = head.report_lines(per_head[name], 2 if single else 3)
         lines += section if single else ["", f"## {name}", *section]
-    if ood := metrics.get("out_of_distribution"):
-        lines += _ood_lines(ood, metrics["images"])
+    if checked := metrics.get("self_validation"):
+        lines += _self_validation_lines(checked, metrics["images"])
     for name, figures in per_head.items():
         if "tta_against_none" in figures:
             title = f"Test-time augmentation ({metrics['tta']}) against none (same images)"
@@ -39,10 +39,28 @@ def write_report(
     path.write_text("\n".join(lines) + "\n")
 
 
-def _ood_lines(ood: Mapping[str, Any], images: int) -> list[str]:
-    of = f" of {ood['mae_of']}" if "mae_of" in ood else ""
-    compared = (f"MAE{of} {fmt(ood['mae_flagged'])} against {fmt(ood['mae_rest'])} for the rest"
-                if ood["flagged"] and "mae_rest" in ood else "")  # fmt: skip
-    return [*heading(2, "Out-of-distribution flags"),
-            f"{ood['flagged']} of {images} images flagged (feature distance above the validation images' "
-            f"{ood['quantile']:g} quantile, {fmt(ood['threshold'])}). {compared}"]  # fmt: skip
+def _self_validation_lines(checked: Mapping[str, Any], images: int) -> list[str]:
+    """How many evaluated images the gate refuses, and each method measured on the
+    out-of-distribution set."""
+    of = f" of {checked['mae_of']}" if "mae_of" in checked else ""
+    compared = (f" MAE{of} {fmt(checked['mae_refused'])} on those, against {fmt(checked['mae_rest'])} for the rest."
+                if checked["refused"] and "mae_rest" in checked else "")  # fmt: skip
+    ood = checked["ood_set"]
+    kinds = ", ".join(f"{count} {kind.replace('_', ' ')}" for kind, count in ood["kinds"].items())
+    header = f", {ood['header_refused']} of them refused by their DICOM header" if ood["header_refused"] else ""
+    lines = [
+        *heading(2, "Self-validation"),
+        f"{checked['refused']} of {images} images not assessed ({checked['method']} score above the validation "
+        f"images' {checked['quantile']:g} quantile, {fmt(checked['threshold'])}).{compared}",
+        "",
+        f"Out-of-distribution set ({ood['source']}): {ood['images']} images ({kinds}){header}; "
+        f"{100 * ood['refused']:.1f}% not assessed.",
+        "",
+        "| method | hands refused | foreign refused | AUROC | FPR at 95% TPR |",
+        "|---|---|---|---|---|",
+    ]
+    for name, row in checked["methods"].items():
+        chosen = " (used)" if name == checked["method"] else ""
+        lines.append(f"| {name}{chosen} | {100 * row['false_refusal']:.2f}% | {100 * row['refused']:.1f}% | "
+                     f"{row['auroc']:.4f} | {100 * row['fpr_at_95_tpr']:.2f}% |")  # fmt: skip
+    return lines

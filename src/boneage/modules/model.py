@@ -109,9 +109,19 @@ class ImageModel(pl.LightningModule):
             images = images.contiguous(memory_format=torch.channels_last)
         return self.backbone(images)
 
+    def answers_and_features(
+        self, images: torch.Tensor, inputs: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`forward`'s answer and the pooled features self-validation compares, from one pass
+        (what an export computes)."""
+        features = self.features(images)
+        return self.task.decode(self._head_outputs(features, inputs)), features
+
     def _outputs(self, images: torch.Tensor, inputs: torch.Tensor | None) -> torch.Tensor:
         """The raw outputs: each head's value(s) or logits, side by side."""
-        features = self.features(images)
+        return self._head_outputs(self.features(images), inputs)
+
+    def _head_outputs(self, features: torch.Tensor, inputs: torch.Tensor | None) -> torch.Tensor:
         if self.input_embedding is not None:
             if inputs is None:
                 raise ConfigError(f"This model takes the table column(s) {list(self.hparams.extra_inputs)} as input.")

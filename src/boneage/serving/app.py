@@ -29,6 +29,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from boneage.datamodules.images import IMAGE_SUFFIXES, ImageLimits, UnreadableImage, read_grayscale
 from boneage.datamodules.sex import read_sex
+from boneage.selfcheck.header import header_refusal
 from boneage.serving.batcher import MicroBatcher
 from boneage.serving.model import ServedModel
 
@@ -47,7 +48,7 @@ class ApiError(Exception):
 
 def create_app(model: ServedModel, max_upload_mb: float = 50, max_batch: int = 16, max_wait_ms: float = 10,
                max_batch_files: int = 64, limits: ImageLimits | None = None, decode_slots: int = 2,
-               api_key: str | None = None) -> FastAPI:  # fmt: skip
+               api_key: str | None = None, modalities: list[str] | None = None) -> FastAPI:  # fmt: skip
     """The app serving `model`; requests are batched by a MicroBatcher for its lifetime."""
     limit = int(max_upload_mb * 2**20)
     limits = limits or ImageLimits()
@@ -153,8 +154,12 @@ def create_app(model: ServedModel, max_upload_mb: float = 50, max_batch: int = 1
         with tempfile.TemporaryDirectory(prefix="boneage-upload-") as folder:
             path = Path(folder) / f"upload{suffix if suffix in IMAGE_SUFFIXES else ''}"
             path.write_bytes(data)
-            await _check_image(path, name)
-            answer = await batcher.submit({"image": str(path), **inputs})
+            refusal = None if modalities is None else await asyncio.to_thread(header_refusal, path, modalities)
+            if refusal:  # the header rules out a hand radiograph: its pixels are never decoded
+                answer = {"assessed": False, "reason": refusal, "withheld": True}
+            else:
+                await _check_image(path, name)
+                answer = await batcher.submit({"image": str(path), **inputs})
         return {"image": name, **answer, "unit": model.unit, "model": model.identity()}
 
     async def _check_image(path: Path, name: str) -> None:

@@ -10,7 +10,6 @@ from typing import Any
 import pandas as pd
 
 from boneage.evaluation.answers import Answers
-from boneage.evaluation.ood import FeatureDistance
 
 
 @dataclass
@@ -20,7 +19,6 @@ class ServedModel:
 
     answers: Answers
     level: float | None = None
-    ood: FeatureDistance | None = None  # out-of-distribution flags (from the first member's features)
     batch_sizes: list[int] = field(default_factory=list)  # every batch the network ran, for /model
 
     @property
@@ -62,17 +60,7 @@ class ServedModel:
         }
 
     def predict(self, rows: pd.DataFrame) -> list[dict[str, Any]]:
-        """Each image's answer and, with flags, whether it is unlike the validation images.
-        `rows`: column image, plus the inputs."""
+        """Each image's answer with the self-validation's verdict (a refused image's answer
+        withheld). `rows`: column image, plus the inputs."""
         self.batch_sizes.append(len(rows))
-        rows = rows.reset_index(drop=True)
-        answers = self.answers.replies(rows, self.level)
-        if self.ood is not None:
-            scores, flags = self.ood.flags(self.members[0].features(rows))
-            for answer, score, flag in zip(answers, scores, flags, strict=True):
-                answer["out_of_distribution"] = {
-                    "flag": bool(flag),
-                    "score": float(score),
-                    "threshold": self.ood.threshold,
-                }
-        return answers
+        return self.answers.replies(rows.reset_index(drop=True), self.level)
