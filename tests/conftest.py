@@ -35,10 +35,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """The longest files first: the test processes take whole files in collection order, and a
     long file collected last leaves one process busy while the others idle. A file's length is
     what it took in the last run of the same selection (pytest's cache), or, before one, its
-    count of slow tests; each file's tests keep their order."""
+    slow tests' reckoned seconds (`slow(seconds=...)` where one is known to take far longer);
+    each file's tests keep their order."""
     measured = config.cache.get(_cache_key(config), {}) if config.cache else {}
-    slow = Counter(item.path.name for item in items if item.get_closest_marker("slow"))
-    items.sort(key=lambda item: -measured.get(item.path.name, slow[item.path.name] * SLOW_TEST_SECONDS))
+    reckoned: Counter[str] = Counter()
+    for item in items:
+        if marker := item.get_closest_marker("slow"):
+            reckoned[item.path.name] += marker.kwargs.get("seconds", SLOW_TEST_SECONDS)
+    items.sort(key=lambda item: -measured.get(item.path.name, reckoned[item.path.name]))
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:

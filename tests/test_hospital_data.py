@@ -228,7 +228,8 @@ def trained_run(tmp_path_factory, data_dir):
 @pytest.mark.slow
 def test_a_pacs_like_folder_predicts_every_image_and_lists_every_other_file(trained_run, tmp_path, data_dir):
     """The issue's case: nested extension-less DICOM in every transfer syntax, multi-frame colour, a
-    truncated file, a structured report, a DICOMDIR, a bomb and plain hands, in one `predict`."""
+    truncated file, a structured report (refused by its header), a DICOMDIR, a bomb and plain hands,
+    in one `predict`."""
     test_images = pd.read_csv(trained_run / "splits.csv").query("set == 'test'")["image"].head(3).tolist()
     hand = read_grayscale(test_images[0])
     folder = tmp_path / "from_pacs"
@@ -257,9 +258,11 @@ def test_a_pacs_like_folder_predicts_every_image_and_lists_every_other_file(trai
         *map(str, exported),
         *map(str, cine),
         *(str(folder / Path(p).name) for p in test_images),
+        str(report),  # answered from its header alone: a report is no radiograph
     }
+    assert not predicted.at[str(report), "assessed"] and "SR" in predicted.at[str(report), "not_assessed"]
+    assert predicted.loc[[str(path) for path in exported], "assessed"].all()
     assert unreadable[str(folder / "export" / "DICOMDIR")].startswith("skipped: a DICOMDIR")
-    assert unreadable[str(report)].startswith("no image in this DICOM file")
     assert unreadable[str(cut)].startswith("cannot be decoded")
     assert unreadable[str(bomb)].startswith("too large")
 

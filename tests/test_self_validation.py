@@ -14,21 +14,29 @@ import pydicom
 import pydicom.data
 import pytest
 from fastapi.testclient import TestClient
+from PIL import Image
 from pydicom.uid import ExplicitVRLittleEndian
+from sklearn.datasets import load_sample_images
 
 from boneage.config.errors import ConfigError
 from boneage.evaluate import evaluate
+from boneage.evaluation.ensemble import load_members
 from boneage.export import export
 from boneage.predict import predict
+from boneage.selfcheck.fitting import gate_of
 from boneage.selfcheck.gate import Gate
 from boneage.selfcheck.header import header_refusal
 from boneage.selfcheck.measure import best_method, methods_table
 from boneage.selfcheck.methods import METHODS, Evidence
 from boneage.serve import build_app
+from boneage.serving.load_test import served
 from tests.dicom_files import dataset, radiograph, write_dicom
-from tests.helpers import compose_app, run_cli
+from tests.helpers import ROOT, cli_environment, compose_app, run_cli
+from tests.test_serve import assert_laid_out, needs_chromium, page_with_answer
 
 ACCEPTED = ["CR", "DX", "RG", "OT"]
+EARLIER = ROOT / "tests" / "fixtures" / "earlier_version"  # written by boneage before self-validation
+MAKE_TRAIN = "python -m boneage.train experiment=demo"  # what `make train` runs, as run.json records it
 IMPOSSIBLE = {"CT", "MR", "US", "NM", "PT", "RTDOSE", "RTPLAN", "RTSTRUCT", "SEG", "SR", "ECG"}
 
 
@@ -108,15 +116,30 @@ def test_max_softmax_scores_an_unsure_class_head_higher():
     assert scores[0] < scores[1]
 
 
+def run_of_make_train() -> Path | None:
+    """The newest finished run of `make train` in this checkout (the README's first command: CI
+    runs it before the tests) whose test images are still there; None before one."""
+    for record in sorted((ROOT / "outputs" / "demo").glob("*/run.json"), reverse=True):
+        described = json.loads(record.read_text())
+        if described["status"] == "finished" and described["command"] == MAKE_TRAIN:
+            splits = pd.read_csv(record.parent / "splits.csv")
+            if Path(splits.loc[splits["set"] == "test", "image"].iloc[0]).is_file():
+                return record.parent
+    return None
+
+
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory, data_dir):
-    """The demo model exactly as `make train` trains it (8 epochs), and its ONNX export."""
+    """The demo model of `make train` (8 epochs): its run if this checkout has one, else trained
+    here exactly so; and its ONNX export. The run is only read."""
     root = tmp_path_factory.mktemp("demo")
-    run = root / "run"
-    result = run_cli(
-        ["experiment=demo", f"hydra.run.dir={run}", "callbacks.progress_bar.refresh_rate=0"], root, data_dir
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
+    run = run_of_make_train()
+    if run is None:
+        run = root / "run"
+        result = run_cli(
+            ["experiment=demo", f"hydra.run.dir={run}", "callbacks.progress_bar.refresh_rate=0"], root, data_dir
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
     exported = export(compose_app("export", [f"run={run}", f"output_dir={root / 'export'}"]))
     return run, exported
 
@@ -133,7 +156,7 @@ def pacs_folder(run: Path, folder: Path, hands: int = 40) -> Path:
     return folder
 
 
-@pytest.mark.slow
+@pytest.mark.slow(seconds=300)  # may train the demo model as `make train` does
 def test_the_demo_model_refuses_what_is_not_a_hand_and_almost_no_hands_from_the_run_and_its_export(demo_run, tmp_path):
     run, exported = demo_run
     evaluated = evaluate(compose_app("evaluate", [f"run={run}", f"output_dir={tmp_path / 'e'}", "heatmaps=false"]))
@@ -166,6 +189,7 @@ def test_the_demo_model_refuses_what_is_not_a_hand_and_almost_no_hands_from_the_
     hand = next(iter((folder / "hands").iterdir()))
     for reject in ("true", "false"):
         with TestClient(build_app(compose_app("serve", [f"run={exported}", f"reject={reject}"]))) as client:
+            assert client.get("/model").json()["self_validation"]["method"] == "knn"
             replies = {file.name: client.post("/predict", files={"file": (file.name, file.read_bytes())})
                        for file in (ct, photo, hand)}  # fmt: skip
         assert all(reply.status_code == 200 for reply in replies.values())
@@ -177,3 +201,30 @@ def test_the_demo_model_refuses_what_is_not_a_hand_and_almost_no_hands_from_the_
         )
         assert ("predicted_age" in photo_reply) == (reject == "false")  # reject=false answers and flags
         assert hand_reply["assessed"] is True and hand_reply["predicted_age"] > 0
+
+
+def test_an_export_from_before_self_validation_is_refused_with_the_way_out():
+    members = load_members(str(EARLIER / "export_age"), None, None)
+    with pytest.raises(ConfigError, match=r"without self-validation: export its run again, or give ood_quantile=null"):
+        gate_of(members, "none", None, "knn", 0.995)
+    assert gate_of(members, "none", None, "knn", None) is None  # answered unchecked, as the user asked
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_the_page_says_why_an_image_is_not_assessed_and_shows_no_age(demo_run, data_dir, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    _, exported = demo_run
+    photo = tmp_path / "photo.png"  # a crop of scikit-learn's sample photograph
+    Image.fromarray(np.asarray(Image.fromarray(load_sample_images().images[0]).convert("L"))[100:356, 200:456]).save(
+        photo
+    )
+    with served([f"run={exported}"], tmp_path, cli_environment(data_dir)) as server:
+        ready = (By.CSS_SELECTOR, "#result .flag")
+        with page_with_answer(server.url, photo, "age in years", ready) as page:
+            shown = page.find_element(By.ID, "result").text
+            heads = page.find_elements(By.CSS_SELECTOR, "#result .head")
+            assert_laid_out(page, "page-not-assessed")
+    assert shown.startswith("Not assessed: unlike the images this model was validated on (knn score")
+    assert not heads and "Predicted age" not in shown

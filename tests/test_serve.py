@@ -255,10 +255,9 @@ def test_the_page_shows_each_head_its_class_with_bars_and_set_or_its_value_with_
     from selenium.webdriver.common.by import By
 
     run = write_run(tmp_path / "run", overrides)
-    image = tmp_path / "hand.png"
-    image.write_bytes(png(seed=5))
+    image = Path(pd.read_csv(run / "splits.csv").query("set == 'test'")["image"].iloc[0])  # a hand it assesses
     with served([f"run={run}"], tmp_path, cli_environment(data_dir)) as server:
-        answer = httpx.post(f"{server.url}/predict", files={"file": ("hand.png", image.read_bytes())}).json()
+        answer = httpx.post(f"{server.url}/predict", files={"file": (image.name, image.read_bytes())}).json()
         described = httpx.get(f"{server.url}/model").json()["heads"]
         heads = answer.get("heads") or {next(iter(described)): answer}  # a model of one head answers flat
         last = f"//section[@data-head='{list(heads)[-1]}']"

@@ -34,9 +34,10 @@ with collector_paused():  # torch and its libraries: a fifth quicker to start
     from boneage.evaluation.tta import uses_tta
     from boneage.runs.records import now
     from boneage.selfcheck.fitting import evidence_of, gate_of
-    from boneage.selfcheck.gate import Gate, Verdicts
+    from boneage.selfcheck.gate import Gate
     from boneage.selfcheck.header import header_refusal
     from boneage.selfcheck.measure import methods_table
+    from boneage.selfcheck.methods import Evidence
     from boneage.selfcheck.mistakes import generated_mistakes
     from boneage.tasks.base import Task
 
@@ -72,9 +73,10 @@ def evaluate(cfg: DictConfig) -> Path:
                 "evaluated_on": evaluated_on, "monitor": task.monitor}  # fmt: skip
     gate = gate_of(members, evaluated.settings["tta"], evaluated.settings["weights"], cfg.ood_method, cfg.ood_quantile)
     if gate is not None:
-        verdicts = gate.verdicts(evidence_of(members, rows, evaluated.predicted))
+        evidence = evidence_of(members, rows, evaluated.predicted)
+        verdicts = gate.verdicts(evidence)
         predictions["assessed"], predictions["ood_score"] = ~verdicts.refused, verdicts.scores
-        metrics["self_validation"] = self_validation_figures(cfg, members, gate, evaluated, predictions, verdicts, out)
+        metrics["self_validation"] = self_validation_figures(cfg, members, gate, evaluated, evidence, predictions, out)
     predictions.to_csv(out / "predictions.csv", index=False)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     first, head = next(iter(task.heads.items()))
@@ -108,12 +110,13 @@ def _evaluated(cfg: DictConfig, members: list, rows: pd.DataFrame) -> Evaluated:
 
 
 def self_validation_figures(
-    cfg: DictConfig, members: list, gate: Gate, evaluated: Evaluated, predictions: pd.DataFrame, verdicts: Verdicts,
+    cfg: DictConfig, members: list, gate: Gate, evaluated: Evaluated, evidence: Evidence, predictions: pd.DataFrame,
     out: Path,
 ) -> dict[str, Any]:  # fmt: skip
-    """The gate on the evaluated images (how many it refuses, and their error against the rest's),
-    and every method measured against the out-of-distribution set: ood_input, or the usual
-    mistakes generated into `out`/mistakes."""
+    """The gate on the evaluated images (`evidence`: how many it refuses, and their error against
+    the rest's), and every method measured against the out-of-distribution set: ood_input, or the
+    usual mistakes generated into `out`/mistakes."""
+    verdicts = gate.verdicts(evidence)
     figures = {"method": gate.method, "quantile": gate.quantile, "threshold": verdicts.threshold,
                "refused": int(verdicts.refused.sum()), "share": float(verdicts.refused.mean())}  # fmt: skip
     task, rows = members[0].task, evaluated.rows
@@ -124,15 +127,15 @@ def self_validation_figures(
         figures["mae_refused"] = float(np.nanmean(errors[verdicts.refused])) if verdicts.refused.any() else None
         figures["mae_rest"] = float(np.nanmean(errors[~verdicts.refused]))
     foreign, header_refused, source = _foreign_rows(cfg, rows, out)
-    evidence = evidence_of(members, foreign, predict_members(members, foreign, evaluated.settings["tta"],
-                                                             evaluated.settings["weights"]))  # fmt: skip
-    refused = gate.verdicts(evidence).refused
+    foreign_evidence = evidence_of(members, foreign, predict_members(members, foreign, evaluated.settings["tta"],
+                                                                     evaluated.settings["weights"]))  # fmt: skip
+    refused = gate.verdicts(foreign_evidence).refused
     figures["ood_set"] = {
         "source": source, "images": len(foreign) + header_refused, "header_refused": header_refused,
         "kinds": foreign["kind"].value_counts().to_dict(),
         "refused": float((refused.sum() + header_refused) / (len(foreign) + header_refused)),
     }  # fmt: skip
-    figures["methods"] = methods_table(gate, evidence_of(members, rows, evaluated.predicted), evidence)
+    figures["methods"] = methods_table(gate, evidence, foreign_evidence)
     return figures
 
 

@@ -67,6 +67,10 @@ class Gate:
             return self.fitted[method].scores(evidence)
         return self._combined({name: self.fitted[name].scores(evidence) for name in combined_parts(list(self.fitted))})
 
+    def description(self) -> dict[str, Any]:
+        """What GET /model says of it: the method that decides, its threshold, and the others."""
+        return {"method": self.method, "quantile": self.quantile, "threshold": self.threshold(), "methods": self.names}
+
     def verdicts(self, evidence: Evidence) -> Verdicts:
         scores, threshold = self.scores(evidence), self.threshold()
         return Verdicts(scores, scores > threshold, self.method, threshold)

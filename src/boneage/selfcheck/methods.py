@@ -102,8 +102,11 @@ class Mahalanobis:
         return self._distances(normalised(evidence.features))
 
     def _distances(self, features: np.ndarray) -> np.ndarray:
-        differences = features[:, None, :] - self.means[None]
-        return np.sqrt(np.einsum("nsd,de,nse->ns", differences, self.precision, differences).min(axis=1))
+        """(x - m)' P (x - m) expanded, so no (images x strata x features) array is formed."""
+        weighted = features @ self.precision
+        squared = ((weighted * features).sum(axis=1)[:, None] - 2 * weighted @ self.means.T
+                   + ((self.means @ self.precision) * self.means).sum(axis=1)[None])  # fmt: skip
+        return np.sqrt(np.maximum(squared.min(axis=1), 0.0))
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"means": self.means, "precision": self.precision}

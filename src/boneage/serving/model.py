@@ -55,6 +55,7 @@ class ServedModel:
             "unit": self.unit,
             "heads": heads,
             "inputs": self.inputs,
+            "self_validation": None if self.answers.gate is None else self.answers.gate.description(),
             "metrics": metrics,
             "batches": {"run": served, "largest": max(self.batch_sizes, default=0)},
         }
