@@ -73,7 +73,7 @@ def evaluate(cfg: DictConfig) -> Path:
                 "evaluated_on": evaluated_on, "monitor": task.monitor}  # fmt: skip
     gate = gate_of(members, evaluated.settings["tta"], evaluated.settings["weights"], cfg.ood_method, cfg.ood_quantile)
     if gate is not None:
-        evidence = evidence_of(members, rows, evaluated.predicted)
+        evidence = evidence_of(members, evaluated.predicted)
         verdicts = gate.verdicts(evidence)
         predictions["assessed"], predictions["ood_score"] = ~verdicts.refused, verdicts.scores
         metrics["self_validation"] = self_validation_figures(cfg, members, gate, evaluated, evidence, predictions, out)
@@ -127,7 +127,7 @@ def self_validation_figures(
         figures["mae_refused"] = float(np.nanmean(errors[verdicts.refused])) if verdicts.refused.any() else None
         figures["mae_rest"] = float(np.nanmean(errors[~verdicts.refused]))
     foreign, header_refused, source = _foreign_rows(cfg, rows, out)
-    foreign_evidence = evidence_of(members, foreign, predict_members(members, foreign, evaluated.settings["tta"],
+    foreign_evidence = evidence_of(members, predict_members(members, foreign, evaluated.settings["tta"],
                                                                      evaluated.settings["weights"]))  # fmt: skip
     refused = gate.verdicts(foreign_evidence).refused
     figures["ood_set"] = {

@@ -156,8 +156,8 @@ def _check(
             f"the export differs from PyTorch by up to {difference:.2e} {unit or ''} on {len(rows)} test images "
             f"(tolerance {tolerance:g}); it was not kept. Try format=torchscript, or report the model."
         )
-    verdicts = gate.verdicts(evidence_of(members, rows, expected))
-    exported_verdicts = exported_members[0].gate.verdicts(evidence_of(exported_members, rows, exported))
+    verdicts = gate.verdicts(evidence_of(members, expected))
+    exported_verdicts = exported_members[0].gate.verdicts(evidence_of(exported_members, exported))
     if not np.array_equal(verdicts.refused, exported_verdicts.refused):
         raise ExportError(
             f"the export's self-validation refuses other test images than the run's ({verdicts.refused.sum()} against "

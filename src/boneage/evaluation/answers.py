@@ -53,7 +53,7 @@ class Answers:
 
     def verdicts(self, rows: pd.DataFrame, predicted: MemberPredictions) -> Verdicts | None:
         """The gate's verdict on each image of `rows` (None without a gate)."""
-        return None if self.gate is None else self.gate.verdicts(evidence_of(self.members, rows, predicted))
+        return None if self.gate is None else self.gate.verdicts(evidence_of(self.members, predicted))
 
     def bounds(
         self, rows: pd.DataFrame, predicted: MemberPredictions, answers: dict[str, np.ndarray], levels: Sequence[float]

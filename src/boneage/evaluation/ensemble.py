@@ -56,21 +56,24 @@ class MemberPredictions(NamedTuple):
     combined: np.ndarray  # the weighted mean age per image
     per_member: dict[str, np.ndarray]  # each member's age per image (the mean of its views)
     views: dict[str, np.ndarray]  # each member's age per TTA view and image: (views, images)
+    features: np.ndarray | None  # the first member's pooled features of each plain image, for self-validation
 
 
 def predict_members(
     members: Sequence[TrainedRun], rows: pd.DataFrame, tta: Sequence[str] | str, weights: Sequence[float] | None = None
 ) -> MemberPredictions:
     """Each member's predictions (with its own preprocessing) and their weighted mean (an exported
-    ensemble brings its own weights); the per-view ages are kept for the spreads of intervals."""
+    ensemble brings its own weights); the per-view ages are kept for the spreads of intervals, and
+    the first member's features, from the same pass, for self-validation."""
     if weights is None and all(isinstance(member, ExportedMember) for member in members):
         weights = [member.weight for member in members]
     if weights is not None and len(weights) != len(members):
         raise ConfigError(f"weights has {len(weights)} values for {len(members)} ensemble members.")
-    views = {member.name: member.predict_views(rows, tta) for member in members}
+    answered = {member.name: member.views_and_features(rows, tta) for member in members}
+    views = {name: member_views for name, (member_views, _) in answered.items()}
     per_member = {name: ages.mean(0) for name, ages in views.items()}
     combined = np.average(np.stack(list(per_member.values())), axis=0, weights=weights)
-    return MemberPredictions(combined, per_member, views)
+    return MemberPredictions(combined, per_member, views, answered[members[0].name][1])
 
 
 def shared_test_rows(members: Sequence[TrainedRun]) -> pd.DataFrame:

@@ -17,7 +17,7 @@ import torch
 from hydra.utils import instantiate
 
 from boneage.config.errors import ConfigError
-from boneage.evaluation.inference import predict_views
+from boneage.evaluation.inference import views_and_features
 from boneage.modules.pixels import INPUT_FORMAT
 from boneage.selfcheck.gate import Gate
 from boneage.tasks.base import Task
@@ -104,15 +104,20 @@ class ExportedMember:
         return self.predict_views(rows, tta, batch_size).mean(0)
 
     def predict_views(self, rows: pd.DataFrame, tta: Sequence[str] | str, batch_size: int = 32) -> np.ndarray:
-        return predict_views(rows, self.entry["settings"], self._forward, self.name, tta, batch_size)
+        return self.views_and_features(rows, tta, batch_size)[0]
 
-    def features(self, rows: pd.DataFrame, batch_size: int = 32) -> np.ndarray:
-        """The network's pooled features of each image (its second output)."""
-        features = lambda images, inputs: self._outputs(images, inputs)[1]  # noqa: E731
-        return predict_views(rows, self.entry["settings"], features, self.name, "none", batch_size)[0]
+    def views_and_features(
+        self, rows: pd.DataFrame, tta: Sequence[str] | str, batch_size: int = 32
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The answers of each TTA view of each image and, from the same pass, the network's
+        pooled features of each plain image (its second output; None in an earlier export)."""
+        return views_and_features(rows, self.entry["settings"], self._answers_and_features, self.name, tta, batch_size)
 
-    def _forward(self, images: torch.Tensor, inputs: torch.Tensor | None) -> torch.Tensor:
-        return self._outputs(images, inputs)[0]
+    def _answers_and_features(
+        self, images: torch.Tensor, inputs: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        answers, *features = self._outputs(images, inputs)
+        return answers, features[0] if features else None
 
     def _outputs(self, images: torch.Tensor, inputs: torch.Tensor | None) -> list[torch.Tensor]:
         """Every output of the network: its answers, then (exports with self-validation) its features."""

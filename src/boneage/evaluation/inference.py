@@ -33,25 +33,39 @@ from boneage.tasks.base import Task
 
 PREPROCESSING = ("image_size", "clahe", "clahe_clip_limit", "clahe_tile_grid")  # preprocessing()'s arguments
 Forward = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]  # images, table inputs -> ages
+# images, table inputs -> (answers, pooled features or None)
+ForwardWithFeatures = Callable[[torch.Tensor, torch.Tensor | None], tuple[torch.Tensor, torch.Tensor | None]]
 
 
 def predict_views(
     rows: pd.DataFrame, settings: Mapping[str, Any], forward: Forward, name: str, tta: Sequence[str] | str,
     batch_size: int = 32,
 ) -> np.ndarray:  # fmt: skip
-    """`forward`'s answer (an age, a spread, features) for each TTA view of each image of `rows`
-    (column `image`), read with a run's preprocessing `settings` (image_size, clahe...,
-    augment, inputs): an array (views, images, ...)."""
+    """`forward`'s answer (an age, a spread) for each TTA view of each image of `rows` (column
+    `image`), read with a run's preprocessing `settings` (image_size, clahe..., augment, inputs):
+    an array (views, images, ...)."""
+    both = lambda images, inputs: (forward(images, inputs), None)  # noqa: E731
+    return views_and_features(rows, settings, both, name, tta, batch_size)[0]
+
+
+def views_and_features(
+    rows: pd.DataFrame, settings: Mapping[str, Any], forward: ForwardWithFeatures, name: str,
+    tta: Sequence[str] | str, batch_size: int = 32,
+) -> tuple[np.ndarray, np.ndarray | None]:  # fmt: skip
+    """As predict_views, with the plain view's pooled features from the same pass (the evidence
+    of self-validation), or None from a network that does not give them."""
     inputs = encode_inputs(rows, settings["inputs"], f"the images for {name} (trained with table inputs: give a table)")
     steps = preprocessing(*(settings[key] for key in PREPROCESSING))
     views = Views([build_pipeline(steps, view) for view in tta_views(tta, settings["augment"]).values()])
     loader = DataLoader(ImageDataset(rows, views, inputs=inputs), batch_size=batch_size)
-    predictions = []
+    answers, features = [], []
     with torch.inference_mode():
         for batch in loader:
             per_view = [forward(images, batch.get("inputs")) for images in batch["image"].unbind(1)]
-            predictions.append(torch.stack(per_view))
-    return torch.cat(predictions, dim=1).numpy()
+            answers.append(torch.stack([answer for answer, _ in per_view]))
+            features.append(per_view[0][1])  # the plain view is the first
+    given = features and features[0] is not None
+    return torch.cat(answers, dim=1).numpy(), torch.cat(features).numpy() if given else None
 
 
 @dataclass
@@ -136,18 +150,21 @@ class TrainedRun:
 
     def predict_views(self, rows: pd.DataFrame, tta: Sequence[str] | str, batch_size: int = 32) -> np.ndarray:
         """The age of each TTA view of each image: (views, images)."""
-        return predict_views(rows, self.settings, self.module, self.name, tta, batch_size)
+        return self.views_and_features(rows, tta, batch_size)[0]
+
+    def views_and_features(
+        self, rows: pd.DataFrame, tta: Sequence[str] | str, batch_size: int = 32
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """The answers of each TTA view of each image, and the backbone's pooled features of each
+        plain image (what self-validation compares), from one pass."""
+        forward = self.module.answers_and_features
+        return views_and_features(rows, self.settings, forward, self.name, tta, batch_size)
 
     def spread(self, rows: pd.DataFrame, head: str, batch_size: int = 32) -> np.ndarray:
         """The spread of value head `head`'s own distribution per image (mean_variance loss)."""
         spread = self.module.spread
         return predict_views(rows, self.settings, lambda images, inputs: spread(images, inputs, head), self.name,
                              "none", batch_size)[0]  # fmt: skip
-
-    def features(self, rows: pd.DataFrame, batch_size: int = 32) -> np.ndarray:
-        """The backbone's pooled features of each image (what out-of-distribution flags compare)."""
-        features = self.module.features
-        return predict_views(rows, self.settings, lambda images, _: features(images), self.name, "none", batch_size)[0]
 
 
 def load_run(target: str | Path) -> TrainedRun:

@@ -15,13 +15,16 @@ from boneage.selfcheck.gate import Gate
 from boneage.selfcheck.methods import METHODS, NEIGHBOURS, Evidence, available
 
 
-def evidence_of(members: Sequence[Any], rows: pd.DataFrame, predicted: MemberPredictions) -> Evidence:
-    """The gate's evidence on `rows`: the first member's features, the class heads' probabilities
-    and, with several members or views, the spread of the first value head's answers."""
+def evidence_of(members: Sequence[Any], predicted: MemberPredictions) -> Evidence:
+    """The gate's evidence in the members' answers on some images: the first member's
+    features, the class heads' probabilities and, with several members or views, the spread of
+    the first value head's answers."""
     task = members[0].task
     per_head = task.per_head(predicted.combined)
     probabilities = {name: per_head[name] for name, head in task.heads.items() if head.answers_classes}
-    return Evidence(members[0].features(rows), probabilities, _disagreement(task, predicted))
+    if predicted.features is None:
+        raise ConfigError(f"{members[0].name} gives no features to validate images by: give ood_quantile=null.")
+    return Evidence(predicted.features, probabilities, _disagreement(task, predicted))
 
 
 def _disagreement(task: Any, predicted: MemberPredictions) -> np.ndarray | None:
@@ -41,7 +44,7 @@ def fit_gate(
     """Every method fitted on the members' shared validation images (strata: the first head's
     age bins, data.split.stratum_width wide, or classes)."""
     rows = shared_rows(members, "val")
-    evidence = evidence_of(members, rows, predict_members(members, rows, tta, weights))
+    evidence = evidence_of(members, predict_members(members, rows, tta, weights))
     strata = _strata(members[0], rows)
     fitted, validation = {}, {}
     for name in available(evidence):
