@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -66,6 +67,27 @@ def run_cli(
         [sys.executable, "-m", app, *args],
         cwd=cwd, env=cli_environment(data_dir) | env, capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
+
+
+MAKE_TRAIN = "python -m boneage.train experiment=demo"  # what `make train` runs, as run.json records it
+
+
+def demo_model(root: Path, data_dir: Path) -> Path:
+    """The demo model of `make train` (8 epochs): the newest finished run of it in this checkout
+    whose test images are still there (the README's first command: CI runs it before the tests),
+    only read; else one trained exactly so into `root`/run."""
+    for record in sorted((ROOT / "outputs" / "demo").glob("*/run.json"), reverse=True):
+        described = json.loads(record.read_text())
+        if described["status"] == "finished" and described["command"] == MAKE_TRAIN:
+            splits = pd.read_csv(record.parent / "splits.csv")
+            if Path(splits.loc[splits["set"] == "test", "image"].iloc[0]).is_file():
+                return record.parent
+    run = root / "run"
+    result = run_cli(
+        ["experiment=demo", f"hydra.run.dir={run}", "callbacks.progress_bar.refresh_rate=0"], root, data_dir
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return run
 
 
 def start_cli(args: list[str], cwd: Path, data_dir: Path, app: str = "boneage.train") -> subprocess.Popen:

@@ -9,7 +9,19 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "boneage"
-COMMANDS = {"train", "evaluate", "predict", "export", "serve", "report", "resume", "tune", "bench", "gpu_check"}
+COMMANDS = {
+    "train",
+    "evaluate",
+    "predict",
+    "export",
+    "calibrate",
+    "serve",
+    "report",
+    "resume",
+    "tune",
+    "bench",
+    "gpu_check",
+}
 LAYERS = [  # lowest first
     {"", "config.errors"},  # the version and the errors every layer raises
     {"tasks"},  # what a model predicts: heads, losses, metrics

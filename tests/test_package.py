@@ -18,7 +18,19 @@ from setuptools import build_meta
 
 from tests.helpers import CONF_DIR, ROOT, TINY, cli_environment, run_cli
 
-COMMANDS = ("train", "evaluate", "predict", "report", "resume", "tune", "bench", "gpu-check", "serve", "export")
+COMMANDS = (
+    "train",
+    "evaluate",
+    "predict",
+    "report",
+    "resume",
+    "tune",
+    "bench",
+    "gpu-check",
+    "serve",
+    "export",
+    "calibrate",
+)
 CONFIG_FILES = sorted(str(path.relative_to(CONF_DIR)) for path in CONF_DIR.rglob("*.yaml"))
 
 # The user's own folder: a data config and an experiment, composed with boneage's groups.

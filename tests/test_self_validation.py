@@ -31,12 +31,11 @@ from boneage.selfcheck.methods import METHODS, Evidence
 from boneage.serve import build_app
 from boneage.serving.load_test import served
 from tests.dicom_files import dataset, radiograph, write_dicom
-from tests.helpers import ROOT, cli_environment, compose_app, run_cli
+from tests.helpers import ROOT, cli_environment, compose_app, demo_model
 from tests.test_serve import assert_laid_out, needs_chromium, page_with_answer
 
 ACCEPTED = ["CR", "DX", "RG", "OT"]
 EARLIER = ROOT / "tests" / "fixtures" / "earlier_version"  # written by boneage before self-validation
-MAKE_TRAIN = "python -m boneage.train experiment=demo"  # what `make train` runs, as run.json records it
 IMPOSSIBLE = {"CT", "MR", "US", "NM", "PT", "RTDOSE", "RTPLAN", "RTSTRUCT", "SEG", "SR", "ECG"}
 
 
@@ -116,30 +115,11 @@ def test_max_softmax_scores_an_unsure_class_head_higher():
     assert scores[0] < scores[1]
 
 
-def run_of_make_train() -> Path | None:
-    """The newest finished run of `make train` in this checkout (the README's first command: CI
-    runs it before the tests) whose test images are still there; None before one."""
-    for record in sorted((ROOT / "outputs" / "demo").glob("*/run.json"), reverse=True):
-        described = json.loads(record.read_text())
-        if described["status"] == "finished" and described["command"] == MAKE_TRAIN:
-            splits = pd.read_csv(record.parent / "splits.csv")
-            if Path(splits.loc[splits["set"] == "test", "image"].iloc[0]).is_file():
-                return record.parent
-    return None
-
-
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory, data_dir):
-    """The demo model of `make train` (8 epochs): its run if this checkout has one, else trained
-    here exactly so; and its ONNX export. The run is only read."""
+    """The demo model of `make train` (tests/helpers.py: demo_model), and its ONNX export."""
     root = tmp_path_factory.mktemp("demo")
-    run = run_of_make_train()
-    if run is None:
-        run = root / "run"
-        result = run_cli(
-            ["experiment=demo", f"hydra.run.dir={run}", "callbacks.progress_bar.refresh_rate=0"], root, data_dir
-        )
-        assert result.returncode == 0, result.stderr[-2000:]
+    run = demo_model(root, data_dir)
     exported = export(compose_app("export", [f"run={run}", f"output_dir={root / 'export'}"]))
     return run, exported
 

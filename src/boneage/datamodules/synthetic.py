@@ -96,10 +96,11 @@ def stage_of(maturity: float) -> str:
 
 
 def render_hand(
-    age: float, female: bool, offset: float, size: int, rng: np.random.Generator
+    age: float, female: bool, offset: float, size: int, rng: np.random.Generator, exposure: float = 1.0
 ) -> tuple[np.ndarray, float]:
     """One grayscale uint8 radiograph-like image (size x size) of a hand at this age, and the
-    quality of its acquisition (0-100: less blur and noise is better)."""
+    quality of its acquisition (0-100: less blur and noise is better); `exposure` scales the
+    plate's brightness (a site's own equipment)."""
     canvas = size * RENDER_SCALE
     maturity = maturity_of(age, female, offset)
     growth = 0.62 + 0.38 * _smoothstep(0.0, 1.0, maturity)  # children's hands are smaller
@@ -124,7 +125,7 @@ def render_hand(
 
     image = 0.06 + 0.22 * cv2.GaussianBlur(tissue, (0, 0), canvas * 0.012) + bone
     image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
-    return _expose(image, rng)
+    return _expose(image, rng, exposure)
 
 
 def _draw_forearm(bone, tissue, anatomy, wrist, tilt, density) -> None:
@@ -202,12 +203,12 @@ def _ellipse(canvas, centre, axes, angle, value) -> None:
     np.maximum(canvas, value * mask, out=canvas)
 
 
-def _expose(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, float]:
+def _expose(image: np.ndarray, rng: np.random.Generator, exposure: float) -> tuple[np.ndarray, float]:
     """Acquisition: exposure, contrast, a heel-effect gradient, blur and quantum noise; the
     quality score falls linearly with the blur and the noise (each half of it)."""
     height = image.shape[0]
     gradient = np.linspace(1.0 - rng.uniform(0, 0.15), 1.0, height, dtype=np.float32)[:, None]
-    image = image * gradient * rng.uniform(0.8, 1.15) + rng.uniform(-0.04, 0.06)
+    image = image * gradient * (rng.uniform(0.8, 1.15) * exposure) + rng.uniform(-0.04, 0.06)
     blur = rng.uniform(0.4, 0.9)
     image = cv2.GaussianBlur(image, (0, 0), blur)
     noise = rng.uniform(0.02, 0.05)
@@ -251,6 +252,10 @@ class SyntheticHands:
     min_age: float = 1.0
     max_age: float = 18.0
     seed: int = 0
+    # Another site: its population matures this many years ahead of the demo's (girls, boys), and
+    # its plates are this much brighter; the defaults are the demo's own site.
+    advance_years: tuple[float, float] = (0.0, 0.0)
+    exposure: float = 1.0
 
     @property
     def folder(self) -> Path:
@@ -259,6 +264,9 @@ class SyntheticHands:
             f"hands2_n{self.n_subjects}_v{low}-{high}_px{self.image_size}"
             f"_age{self.min_age:g}-{self.max_age:g}_seed{self.seed}"
         )
+        girls, boys = self.advance_years
+        if (girls, boys, self.exposure) != (0.0, 0.0, 1.0):
+            name += f"_site{girls:g}-{boys:g}x{self.exposure:g}"
         return Path(self.root).expanduser() / name
 
     age_unit = "years"
@@ -296,11 +304,11 @@ class SyntheticHands:
         for subject_index in range(self.n_subjects):
             subject = f"S{subject_index:05d}"
             female = bool(rng.random() < 0.5)
-            offset = float(rng.normal(0.0, 0.6))
+            offset = float(rng.normal(0.0, 0.6)) + self.advance_years[0 if female else 1]
             visits = int(rng.integers(low, high + 1))
             age = rng.uniform(self.min_age, self.max_age - (visits - 1))
             for visit in range(visits):
-                image, quality = render_hand(age, female, offset, self.image_size, rng)
+                image, quality = render_hand(age, female, offset, self.image_size, rng, self.exposure)
                 name = f"{subject}_v{visit + 1}.png"
                 cv2.imwrite(str(folder / "images" / name), image)
                 stage = stage_of(maturity_of(age, female, offset))

@@ -39,17 +39,23 @@ class Answers:
     @property
     def inputs(self) -> list[str]:
         """Table columns needed beside the image: what some member's network takes (sex...), and
-        what a head's interval groups read (intervals_by=sex)."""
+        what a head's interval groups read (intervals_by=sex), and the sex a site's correction reads."""
         needed = {name for member in self.members for name in member.inputs}
         for name, trust in self.trust.heads.items():
             if column := self.task.heads[name].group_columns.get(trust.by):
                 needed.add(column)
+        if self.trust.site is not None:
+            needed.add("sex")
         return sorted(needed)
 
     def predict(self, rows: pd.DataFrame) -> tuple[MemberPredictions, dict[str, np.ndarray]]:
-        """The members' predictions of `rows`, and each head's answers."""
+        """The members' predictions of `rows`, and each head's answers (an export fitted to a
+        site: its age corrected by each row's sex)."""
         predicted = predict_members(self.members, rows, self.tta, self.weights)
-        return predicted, self.trust.applied(self.task, predicted.combined)
+        answers = self.trust.applied(self.task, predicted.combined)
+        if (site := self.trust.site) is not None:
+            answers[site.head] = site.applied(self.task.heads[site.head], answers[site.head], rows)
+        return predicted, answers
 
     def verdicts(self, rows: pd.DataFrame, predicted: MemberPredictions) -> Verdicts | None:
         """The gate's verdict on each image of `rows` (None without a gate)."""

@@ -36,6 +36,7 @@ from boneage.evaluation.ensemble import MemberPredictions, predict_members, shar
 from boneage.evaluation.exported import ExportedMember
 from boneage.evaluation.inference import TrainedRun
 from boneage.evaluation.prediction_sets import PredictionSets, nonconformity
+from boneage.evaluation.site import SiteCorrection
 from boneage.evaluation.temperature import fit_temperature, tempered
 from boneage.tasks.base import Task
 from boneage.tasks.protocol import Head
@@ -145,6 +146,7 @@ class TaskTrust:
     """Each head's trust, by name."""
 
     heads: dict[str, HeadTrust]
+    site: SiteCorrection | None = None  # an export fitted to a site: its age head's per-sex correction
 
     @classmethod
     def unfitted(cls, task: Task) -> TaskTrust:
@@ -161,15 +163,17 @@ class TaskTrust:
         return self.heads[name].has_table
 
     def as_dict(self) -> dict[str, Any]:
-        return {"heads": {name: {"kind": trust.kind, **asdict(trust)} for name, trust in self.heads.items()}}
+        stored = {"heads": {name: {"kind": trust.kind, **asdict(trust)} for name, trust in self.heads.items()}}
+        return stored | ({"site": self.site.as_dict()} if self.site else {})
 
     @classmethod
     def from_dict(cls, stored: Mapping[str, Any], task: Task) -> TaskTrust:
         """An export's tables; those of an earlier version too (one age table, or per-kind tables)."""
         if "heads" in stored:
             kinds = {ValueTrust.kind: ValueTrust, ClassTrust.kind: ClassTrust}
+            site = SiteCorrection.from_dict(stored["site"]) if "site" in stored else None
             return cls({name: kinds[table["kind"]](**{k: v for k, v in table.items() if k != "kind"})
-                        for name, table in stored["heads"].items()})  # fmt: skip
+                        for name, table in stored["heads"].items()}, site)  # fmt: skip
         if "slope" in stored:  # an age export of an earlier version: one Trust for its one head
             names = [f.name for f in fields(ValueTrust)]
             return cls({task.names[0]: ValueTrust(**{k: v for k, v in stored.items() if k in names})})
