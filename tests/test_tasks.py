@@ -514,7 +514,7 @@ def test_a_regression_head_with_a_declared_range_clips_its_answers_and_intervals
     rows = pd.DataFrame(index=range(3))
     trust = fit_value_trust(true, predicted, pd.DataFrame(index=range(1000)), "none", None, 1.0, head=head)
     answers = TaskTrust({"quality": trust}).applied(
-        ScoreTask(target="quality", range=[0, 100]), np.array([105.0, -3, 50])
+        ScoreTask(target="quality", range=[0, 100]), np.array([105.0, -3, 50]), rows
     )
     np.testing.assert_allclose(answers["quality"][:, 0], [100, 0, 50])
     lower, upper = trust.bounds(head, answers["quality"][:, 0], rows, 0.9)

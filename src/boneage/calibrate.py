@@ -70,7 +70,7 @@ def _fit_into(cfg: DictConfig, out: Path, rows: pd.DataFrame) -> dict[str, Any]:
     trust.site = None  # an export already fitted to a site is fitted again from its model's own answers
     answers = Answers(members, trust, gate=gate)
     predicted, answered = answers.predict(rows)
-    refused = np.zeros(len(rows), bool) if gate is None else answers.verdicts(rows, predicted).refused
+    refused = np.zeros(len(rows), bool) if gate is None else answers.verdicts(predicted).refused
     kept = rows[~refused].reset_index(drop=True)
     age, truth, sexes = answered[head][~refused, 0], kept["truth"].to_numpy(float), kept["sex"]
     correction = fit_site_correction(head, age, truth, sexes)

@@ -34,7 +34,7 @@ with collector_paused():  # torch and its libraries: a fifth quicker to start
     from boneage.evaluation.tta import uses_tta
     from boneage.runs.records import now
     from boneage.selfcheck.fitting import evidence_of, gate_of
-    from boneage.selfcheck.gate import Gate
+    from boneage.selfcheck.gate import Gate, Verdicts
     from boneage.selfcheck.header import header_refusal
     from boneage.selfcheck.measure import methods_table
     from boneage.selfcheck.methods import Evidence
@@ -76,7 +76,9 @@ def evaluate(cfg: DictConfig) -> Path:
         evidence = evidence_of(members, evaluated.predicted)
         verdicts = gate.verdicts(evidence)
         predictions["assessed"], predictions["ood_score"] = ~verdicts.refused, verdicts.scores
-        metrics["self_validation"] = self_validation_figures(cfg, members, gate, evaluated, evidence, predictions, out)
+        metrics["self_validation"] = self_validation_figures(
+            cfg, members, gate, evaluated, evidence, verdicts, predictions, out
+        )
     predictions.to_csv(out / "predictions.csv", index=False)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, default=str))
     first, head = next(iter(task.heads.items()))
@@ -110,13 +112,12 @@ def _evaluated(cfg: DictConfig, members: list, rows: pd.DataFrame) -> Evaluated:
 
 
 def self_validation_figures(
-    cfg: DictConfig, members: list, gate: Gate, evaluated: Evaluated, evidence: Evidence, predictions: pd.DataFrame,
-    out: Path,
+    cfg: DictConfig, members: list, gate: Gate, evaluated: Evaluated, evidence: Evidence, verdicts: Verdicts,
+    predictions: pd.DataFrame, out: Path,
 ) -> dict[str, Any]:  # fmt: skip
-    """The gate on the evaluated images (`evidence`: how many it refuses, and their error against
-    the rest's), and every method measured against the out-of-distribution set: ood_input, or the
-    usual mistakes generated into `out`/mistakes."""
-    verdicts = gate.verdicts(evidence)
+    """The gate on the evaluated images (`evidence`, `verdicts`: how many it refuses, and their
+    error against the rest's), and every method measured against the out-of-distribution set:
+    ood_input, or the usual mistakes generated into `out`/mistakes."""
     figures = {"method": gate.method, "quantile": gate.quantile, "threshold": verdicts.threshold,
                "refused": int(verdicts.refused.sum()), "share": float(verdicts.refused.mean())}  # fmt: skip
     task, rows = members[0].task, evaluated.rows

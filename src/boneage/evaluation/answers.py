@@ -49,16 +49,12 @@ class Answers:
         return sorted(needed)
 
     def predict(self, rows: pd.DataFrame) -> tuple[MemberPredictions, dict[str, np.ndarray]]:
-        """The members' predictions of `rows`, and each head's answers (an export fitted to a
-        site: its age corrected by each row's sex)."""
+        """The members' predictions of `rows`, and each head's answers."""
         predicted = predict_members(self.members, rows, self.tta, self.weights)
-        answers = self.trust.applied(self.task, predicted.combined)
-        if (site := self.trust.site) is not None:
-            answers[site.head] = site.applied(self.task.heads[site.head], answers[site.head], rows)
-        return predicted, answers
+        return predicted, self.trust.applied(self.task, predicted.combined, rows)
 
-    def verdicts(self, rows: pd.DataFrame, predicted: MemberPredictions) -> Verdicts | None:
-        """The gate's verdict on each image of `rows` (None without a gate)."""
+    def verdicts(self, predicted: MemberPredictions) -> Verdicts | None:
+        """The gate's verdict on each image `predicted` answers (None without a gate)."""
         return None if self.gate is None else self.gate.verdicts(evidence_of(self.members, predicted))
 
     def bounds(
@@ -102,7 +98,7 @@ class Answers:
             written = pd.concat([written, columns], axis=1)
         for name, head in self.task.heads.items():
             head.answer_extras(written, self.task.column_prefix(name), levels)
-        if (verdicts := self.verdicts(rows, predicted)) is not None:  # the answers stay, for research
+        if (verdicts := self.verdicts(predicted)) is not None:  # the answers stay, for research
             written["assessed"], written["ood_score"] = ~verdicts.refused, verdicts.scores
             written["not_assessed"] = [verdicts.reason(row) if refused else "" for row, refused in
                                        enumerate(verdicts.refused)]  # fmt: skip
@@ -129,7 +125,7 @@ class Answers:
                 else:
                     unit = {} if head.answers_classes else {"unit": head.unit}
                     reply.setdefault("heads", {})[name] = {"kind": head.kind, **answer, **unit}
-        if (verdicts := self.verdicts(rows, predicted)) is not None:
+        if (verdicts := self.verdicts(predicted)) is not None:
             replies = [self._checked(reply, verdicts, row) for row, reply in enumerate(replies)]
         return replies
 

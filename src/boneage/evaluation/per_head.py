@@ -61,7 +61,7 @@ class Evaluated:
                 table[f"{prefix}predicted_member{index}"] = answered
                 figures["members"][member] = regression_metrics(truth[present], answered[present])
         if self.without_tta is not None:
-            without = self.trust.applied(self.task, self.without_tta.combined)[name][:, 0]
+            without = self.trust.applied(self.task, self.without_tta.combined, self.rows)[name][:, 0]
             table[f"{prefix}predicted_without_tta"] = without
             figures["tta_against_none"] = {
                 "with TTA": regression_metrics(truth[present], values[present]),

@@ -153,10 +153,14 @@ class TaskTrust:
         """No correction and no tables: the answers pass as the network gives them (no intervals)."""
         return cls({name: ClassTrust() if head.answers_classes else ValueTrust() for name, head in task.heads.items()})
 
-    def applied(self, task: Task, decoded: np.ndarray) -> dict[str, np.ndarray]:
-        """Each head's answers: values calibrated and within the head's range, probabilities tempered."""
+    def applied(self, task: Task, decoded: np.ndarray, rows: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Each head's answers for `rows`: values calibrated and within the head's range,
+        probabilities tempered; fitted to a site, the age corrected by each row's sex."""
         per_head = task.per_head(decoded)
-        return {name: self.heads[name].applied(task.heads[name], values) for name, values in per_head.items()}
+        answers = {name: self.heads[name].applied(task.heads[name], values) for name, values in per_head.items()}
+        if self.site is not None:
+            answers[self.site.head] = self.site.applied(task.heads[self.site.head], answers[self.site.head], rows)
+        return answers
 
     def has_table(self, name: str) -> bool:
         """Whether the head has an interval or set table to answer with."""
