@@ -21,12 +21,9 @@ with collector_paused():  # torch and its libraries: a fifth quicker to start
     from boneage.datamodules.dicom_header import HEADER_COLUMNS, patient_fields
     from boneage.datamodules.images import IMAGE_SUFFIXES, ImageLimits
     from boneage.datamodules.intake import images_in_folder, set_aside_unreadable
-    from boneage.evaluation.answers import Answers
-    from boneage.evaluation.ensemble import load_members, plain
+    from boneage.evaluation.answers import answers_for
     from boneage.evaluation.heatmaps import write_heat_maps
     from boneage.evaluation.inference import TrainedRun
-    from boneage.evaluation.trust import trust_for
-    from boneage.selfcheck.fitting import gate_of
     from boneage.selfcheck.header import header_refusal
     from boneage.tasks.base import Task
     from boneage.tasks.clinical import DIFFERENCE, chronological_figures
@@ -64,11 +61,10 @@ def predict(cfg: DictConfig) -> Path:
     fatal. Each age comes with its conformal intervals (and the linear calibration if asked),
     fitted on the run's validation subjects, and, where the chronological age is known, the
     difference and whether it lies outside each interval."""
-    members = load_members(cfg.run, plain(cfg.ensemble), cfg.sweep)
     found, skipped = images_to_predict(cfg.input, cfg.image_column, cfg.image_dir, cfg.chronological_age_column)
-    tta, weights, levels = plain(cfg.tta), plain(cfg.weights), list(cfg.intervals)
-    gate = gate_of(members, tta, weights, cfg.ood_method, cfg.ood_quantile)
-    answers = Answers(members, trust_for(members, cfg, tta, weights, bool(levels)), tta, weights, gate)
+    levels = list(cfg.intervals)
+    answers = answers_for(cfg, intervals=bool(levels))
+    members, gate = answers.members, answers.gate
     found, refused = _refused_by_header(found, list(cfg.accepted_modalities) if gate else None)
     limits = ImageLimits(cfg.max_pixels, cfg.multi_frame)
     rows, unreadable = set_aside_unreadable(found, limits, cfg.on_unreadable == "stop", answers.inputs)

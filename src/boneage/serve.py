@@ -7,8 +7,6 @@ or each head's value or class).
 
 from __future__ import annotations
 
-import ipaddress
-
 from boneage.runtime.startup import collector_paused
 
 with collector_paused():  # torch and its libraries: a fifth quicker to start
@@ -18,21 +16,15 @@ with collector_paused():  # torch and its libraries: a fifth quicker to start
     from boneage.config.cli import hydra_command
     from boneage.config.errors import ConfigError
     from boneage.datamodules.images import ImageLimits
-    from boneage.evaluation.answers import Answers
-    from boneage.evaluation.ensemble import load_members, plain
-    from boneage.evaluation.trust import trust_for
-    from boneage.selfcheck.fitting import gate_of
+    from boneage.evaluation.answers import answers_for
+    from boneage.runtime.network import is_loopback
     from boneage.serving.app import create_app
     from boneage.serving.model import ServedModel
 
 
 def build_app(cfg: DictConfig):
     """The app for the run or ensemble of `cfg`, with its limits and batching."""
-    members = load_members(cfg.run, plain(cfg.ensemble), cfg.sweep)
-    tta, weights = plain(cfg.tta), plain(cfg.weights)
-    gate = gate_of(members, tta, weights, cfg.ood_method, cfg.ood_quantile)
-    trust = trust_for(members, cfg, tta, weights, bool(cfg.interval))
-    answers = Answers(members, trust, tta, weights, gate, cfg.reject)
+    answers = answers_for(cfg, intervals=bool(cfg.interval), reject=cfg.reject)
     model = ServedModel(answers, cfg.interval)
     limits = ImageLimits(cfg.max_pixels, cfg.multi_frame)
     return create_app(model, cfg.max_upload_mb, cfg.max_batch, cfg.max_wait_ms, cfg.max_batch_files, limits,
@@ -49,15 +41,6 @@ def check_exposure(cfg: DictConfig) -> None:
         "model. Set api_key=<a long random secret> (clients send it as Authorization: Bearer <key>), or "
         "allow_unauthenticated=true behind your own authentication, or host=127.0.0.1."
     )
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a host name other than localhost may resolve anywhere
-        return False
 
 
 @hydra_command("serve")

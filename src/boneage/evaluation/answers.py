@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from boneage.evaluation.ensemble import MemberPredictions, predict_members
+from boneage.evaluation.ensemble import MemberPredictions, load_members, plain, predict_members
 from boneage.evaluation.prediction_sets import PredictionSets
-from boneage.evaluation.trust import TaskTrust, spreads_of
-from boneage.selfcheck.fitting import evidence_of
+from boneage.evaluation.trust import TaskTrust, spreads_of, trust_for
+from boneage.selfcheck.fitting import evidence_of, gate_of
 from boneage.selfcheck.gate import Gate, Verdicts
 
 
@@ -139,3 +139,12 @@ class Answers:
             if self.reject:
                 return verdict | {"withheld": True}
         return reply | verdict
+
+
+def answers_for(settings: Any, intervals: bool, reject: bool = True) -> Answers:
+    """The answers of a command's model (its keys run, ensemble, sweep, tta, weights, the trust
+    keys and the self-validation's): what predict, serve and pacs answer with alike."""
+    members = load_members(settings.run, plain(settings.ensemble), settings.sweep)
+    tta, weights = plain(settings.tta), plain(settings.weights)
+    gate = gate_of(members, tta, weights, settings.ood_method, settings.ood_quantile)
+    return Answers(members, trust_for(members, settings, tta, weights, intervals), tta, weights, gate, reject)
