@@ -32,7 +32,10 @@ def test_bench_quick_mode_prints_its_tables_and_writes_json(tmp_path):
         "boneage epoch / plain PyTorch epoch",
         "classification: boneage epoch / plain PyTorch epoch",
         "cached loader / training throughput",
+        "DICOM node: seconds per image, received to report stored",
     ]
+    pacs = results["pacs"]
+    assert pacs["images"] == 5 and 0 < pacs["first_image_s"] <= pacs["max_s_in_queue"]
     classification = results["classification"]
     assert classification["classes"] == 10 and classification["ratio"] > 0 and classification["plain_epoch_s"] > 0
     for title in (
@@ -41,6 +44,7 @@ def test_bench_quick_mode_prints_its_tables_and_writes_json(tmp_path):
         "Models",
         "Time to the first training step",
         "Serving",
+        "DICOM node",
         "Targets",
     ):
         assert title in result.stdout

@@ -15,6 +15,7 @@ COMMANDS = {
     "predict",
     "export",
     "calibrate",
+    "pacs",
     "serve",
     "report",
     "resume",

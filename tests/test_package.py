@@ -30,6 +30,7 @@ COMMANDS = (
     "serve",
     "export",
     "calibrate",
+    "pacs",
 )
 CONFIG_FILES = sorted(str(path.relative_to(CONF_DIR)) for path in CONF_DIR.rglob("*.yaml"))
 

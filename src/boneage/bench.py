@@ -8,6 +8,7 @@
 3. Model comparison: every model config at its native size, on the device at hand.
 4. Time from the command to the first training step of the demo.
 5. Serving: latency and throughput of POST /predict.
+6. The DICOM node: seconds per image from received to its structured report stored.
 Prints each as a table, checks the targets, and writes everything to bench.json.
 """
 
@@ -35,6 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from boneage.config.build import build, build_data_and_module, build_trainer
 from boneage.config.cli import hydra_command
 from boneage.config.resolvers import register_resolvers
+from boneage.pacs.load_test import node_load_test
 from boneage.runs.records import RunRecord, environment
 from boneage.runtime.speed import synchronize
 from boneage.serving.load_test import load_test, served
@@ -59,6 +61,9 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
     _print_table("4. Time to the first training step", [results["first_step"]])
     results["serving"] = measure_serving(Path(cfg.paths.output_dir) / "first_step_run", settings)
     _print_table("5. Serving: POST /predict on 127.0.0.1 (the run trained in 4.)", [results["serving"]])
+    results["pacs"] = node_load_test(Path(cfg.paths.output_dir) / "first_step_run", settings.pacs_images,
+                                     Path(cfg.paths.output_dir))  # fmt: skip
+    _print_table("6. DICOM node: C-STORE in, structured report stored (the run trained in 4.)", [results["pacs"]])
     results["targets"] = check_targets(results)
     _print_table("Targets", results["targets"])
     output = Path(cfg.paths.output_dir) / "bench.json"
@@ -357,6 +362,7 @@ def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         ("boneage epoch / plain PyTorch epoch", results["overhead"]["ratio"], "<=", 1.05),
         ("classification: boneage epoch / plain PyTorch epoch", results["classification"]["ratio"], "<=", 1.05),
         ("cached loader / training throughput", feed, ">=", 1.0),
+        ("DICOM node: seconds per image, received to report stored", results["pacs"]["seconds_per_image"], "<=", 2.0),
     ]
     return [
         {"target": name, "measured": round(value, 3), "goal": f"{sign} {goal}", "met": bool(COMPARE[sign](value, goal))}

@@ -1,0 +1,1 @@
+"""`python -m boneage.pacs`: the DICOM node that answers radiographs in the patient's study."""
