@@ -170,6 +170,11 @@ def test_rows_without_a_readable_image_or_a_needed_input_are_set_aside_with_the_
     assert kept["image"].tolist() == [rows["image"][0]]
     assert aside["reason"].tolist()[1:] == ["file not found", "no sex: the model takes it beside the image"]
     assert aside["reason"].iloc[0].startswith("no image in this DICOM file")
+    every_image_reads = rows.iloc[[0, 3]]  # the one reason is a missing input (a lone upload to the DICOM node)
+    kept, aside = set_aside_unreadable(every_image_reads, ImageLimits(), inputs=["sex"])
+    assert kept["image"].tolist() == [rows["image"][0]] and aside["reason"].tolist() == [
+        "no sex: the model takes it beside the image"
+    ]
 
 
 def test_chronological_age_outside_the_interval_is_advanced_or_delayed():

@@ -5,24 +5,35 @@ corrected from 150 of its images and measured on others it never saw."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
+import pydicom
 import pytest
 from fastapi.testclient import TestClient
 
-from boneage.calibrate import calibrate
+from boneage.calibrate import calibrate, site_rows
 from boneage.config.errors import DataError
+from boneage.datamodules.images import ImageLimits
 from boneage.datamodules.synthetic import SyntheticHands
+from boneage.evaluation.answers import answers_for
 from boneage.evaluation.exported import SIDECAR
 from boneage.evaluation.site import ALL, bias_figures, cross_fitted, fit_site_correction
+from boneage.pacs.assessment import Assessment, Assessor
+from boneage.pacs.identity import NodeIdentity
+from boneage.pacs.report import structured_report
 from boneage.predict import predict
 from boneage.serve import build_app
 from boneage.tasks import AgeHead
+from tests.dicom_files import write_dicom
 from tests.helpers import compose_app, demo_model, run_cli
 
 SITE = {"advance_years": (0.8, 1.3), "exposure": 1.2}  # its children mature ahead; its plates are brighter
+READER = NodeIdentity("Reading room", "1", "-", manufacturer="Reporting workstation")  # a radiologist's reports
+IDENTITY = NodeIdentity("demo", "epoch006.ckpt", "0123456789ab")  # boneage's own answers
 
 
 def biased_site(images: int, seed: int) -> tuple[np.ndarray, np.ndarray, pd.Series]:
@@ -67,6 +78,38 @@ def test_too_few_labelled_images_get_a_clear_error():
         fit_site_correction("age", answered, truth, sexes)
 
 
+def site_archive(labels: Path, images: Path, folder: Path) -> Path:
+    """The site's images as its archive exports them: each a DICOM radiograph with PatientSex,
+    and its reading, in months, in a structured report of a reporting workstation (plus one
+    answer written by boneage itself, which is no reading)."""
+    for index, row in enumerate(pd.read_csv(labels).itertuples()):
+        pixels = cv2.imread(str(images / row.image), cv2.IMREAD_GRAYSCALE)
+        image = write_dicom(folder / f"IM{index:04d}", pixels, PatientSex=row.sex, PatientID=row.subject)
+        reading = Assessment(bone_age=12 * row.age_years, sex=row.sex, level=0.9)
+        source = pydicom.dcmread(image, stop_before_pixels=True)
+        structured_report(source, reading, READER).save_as(folder / f"SR{index:04d}", enforce_file_format=True)
+        if index == 0:
+            answer = replace(reading, bone_age=0.0)
+            structured_report(source, answer, IDENTITY).save_as(folder / "boneage_answer", enforce_file_format=True)
+    return folder
+
+
+def test_a_dicom_folder_gives_each_image_its_reading_in_years_and_never_a_models_answer(tmp_path):
+    labels, images = site_table(tmp_path, subjects=4, seed=3)
+    folder = site_archive(labels, images, tmp_path / "archive")
+    cfg = compose_app("calibrate", [f"run={tmp_path}", f"input={folder}"])
+    rows = site_rows(cfg)
+    table = pd.read_csv(labels)
+    assert len(rows) == len(table)  # every image read, each once; the boneage answer taken for none
+    read = rows.assign(file=rows["image"].map(lambda path: int(Path(path).name[2:]))).sort_values("file")
+    np.testing.assert_allclose(read["truth_years"], table["age_years"], atol=1e-6)
+    assert read["sex"].tolist() == table["sex"].tolist()
+    for report in folder.glob("SR*"):
+        report.unlink()
+    with pytest.raises(DataError, match="no bone-age readings in this folder"):
+        site_rows(cfg)
+
+
 def site_table(root: Path, subjects: int, seed: int) -> tuple[Path, Path]:
     """A generated second site's labels and image folder."""
     hands = SyntheticHands(root=str(root), n_subjects=subjects, seed=seed, **SITE)
@@ -95,6 +138,13 @@ def test_the_demo_model_fitted_to_a_second_site_loses_most_of_its_bias_there(tmp
     stored = json.loads((fitted / SIDECAR).read_text())
     assert set(stored["trust"]["site"]["lines"]) == {"F", "M", ALL}
     assert stored["site"]["images"] + stored["site"]["not_assessed"] == 150
+    archive = site_archive(calibration, images, tmp_path / "archive")  # the same readings, as DICOM
+    from_archive = calibrate(
+        compose_app("calibrate", [f"run={run}", f"input={archive}", f"output_dir={tmp_path / 'a'}"])
+    )
+    lines = json.loads((from_archive / SIDECAR).read_text())["trust"]["site"]["lines"]
+    for sex, line in stored["trust"]["site"]["lines"].items():
+        np.testing.assert_allclose(lines[sex], line, rtol=1e-5)
 
     held_out, held_out_images = site_table(tmp_path / "site", subjects=120, seed=12)  # children it never saw
     errors = {}
@@ -117,3 +167,11 @@ def test_the_demo_model_fitted_to_a_second_site_loses_most_of_its_bias_there(tmp
         answer = client.post("/predict", files={"file": (image.name, image.read_bytes())}, data={"sex": first["sex"]})
     assert unsexed.status_code == 422 and "sex" in unsexed.text  # its correction is per sex
     assert answer.json()["predicted_age"] == pytest.approx(first["predicted_age"], abs=1e-3)
+
+    pacs = compose_app("pacs", [f"run={fitted}", "send_to=ARCHIVE@127.0.0.1:4242"])
+    node = Assessor(answers_for(pacs, intervals=True), pacs.interval, ImageLimits(), list(pacs.accepted_modalities))
+    pixels = cv2.imread(str(image), cv2.IMREAD_GRAYSCALE)
+    sexed = node.assess(write_dicom(tmp_path / "sexed.dcm", pixels, PatientSex=first["sex"]))
+    assert sexed.assessed, sexed.reason
+    assert sexed.bone_age == pytest.approx(12 * first["predicted_age"], abs=1e-3)  # the node answers corrected
+    assert "no sex" in node.assess(write_dicom(tmp_path / "unsexed.dcm", pixels)).reason

@@ -1,4 +1,6 @@
-"""`python -m boneage.calibrate run=<run | export> input=<site table>`: a model fitted to a site.
+"""`python -m boneage.calibrate run=<run | export> input=<site table | DICOM folder>`: a model
+fitted to a site, on the site's own labelled images (a table's ages, or a DICOM folder's
+bone-age reports: datamodules/readings.py).
 
 The model's age answers on the site's own labelled images are corrected by one line per sex
 (evaluation/site.py), and the correction is written into a new export, which predict and serve
@@ -23,8 +25,10 @@ with collector_paused():  # torch and its libraries: a fifth quicker to start
     from boneage.config.cli import hydra_command
     from boneage.config.errors import ConfigError, DataError
     from boneage.config.resolvers import unique_dir
+    from boneage.datamodules.dicom_header import patient_fields
     from boneage.datamodules.images import ImageLimits
-    from boneage.datamodules.intake import set_aside_unreadable
+    from boneage.datamodules.intake import images_in_folder, set_aside_unreadable
+    from boneage.datamodules.readings import BONE_AGE_LOINC, sop_instance_uid, split_readings
     from boneage.datamodules.sex import read_sex
     from boneage.evaluation.answers import Answers
     from boneage.evaluation.exported import SIDECAR, is_export, load_export
@@ -34,6 +38,7 @@ with collector_paused():  # torch and its libraries: a fifth quicker to start
     from boneage.predict import images_to_predict
     from boneage.runs.records import now
     from boneage.selfcheck.fitting import gate_of
+    from boneage.tasks.clinical import PER_YEAR
 
 
 def calibrate(cfg: DictConfig) -> Path:
@@ -42,7 +47,7 @@ def calibrate(cfg: DictConfig) -> Path:
         raise ConfigError(
             "calibrate fits one model: give run=<run dir or export folder> (an ensemble: export it first)."
         )
-    rows = _site_rows(cfg)  # the site's table checked before anything is written
+    rows = site_rows(cfg)  # the site's table checked before anything is written
     source = Path(cfg.run).expanduser().resolve()
     out = Path(cfg.output_dir or unique_dir(str(source / f"site-{now()[:19].replace(':', '-')}")))
     if is_export(source):
@@ -72,6 +77,8 @@ def _fit_into(cfg: DictConfig, out: Path, rows: pd.DataFrame) -> dict[str, Any]:
     predicted, answered = answers.predict(rows)
     refused = np.zeros(len(rows), bool) if gate is None else answers.verdicts(predicted).refused
     kept = rows[~refused].reset_index(drop=True)
+    if "truth_years" in kept:  # a DICOM folder's readings, in years: in the model's unit
+        kept = kept.assign(truth=kept["truth_years"] * PER_YEAR[task.heads[head].unit])
     age, truth, sexes = answered[head][~refused, 0], kept["truth"].to_numpy(float), kept["sex"]
     correction = fit_site_correction(head, age, truth, sexes)
     after = cross_fitted(head, age, truth, sexes, cfg.seed)
@@ -85,22 +92,46 @@ def _fit_into(cfg: DictConfig, out: Path, rows: pd.DataFrame) -> dict[str, Any]:
     return figures
 
 
-def _site_rows(cfg: DictConfig) -> pd.DataFrame:
-    """The site's readable images with their true age (`truth`) and sex."""
-    found, _ = images_to_predict(cfg.input, cfg.image_column, cfg.image_dir)
-    for role, column in (("age_column", cfg.age_column), ("sex_column", cfg.sex_column)):
-        if column is not None and column not in found:
-            raise DataError(f"input={cfg.input} has no column {column!r} ({role}); it has {list(found.columns)}.")
-    found = found.assign(truth=pd.to_numeric(found[cfg.age_column], errors="coerce"))
-    if cfg.sex_column is not None:
-        found = found.assign(sex=read_sex(found[cfg.sex_column]))
-    found = found[found["truth"].notna()]
+def site_rows(cfg: DictConfig) -> pd.DataFrame:
+    """The site's readable images with their true age and sex: a table's `truth` (in the
+    model's unit), or a DICOM folder's readings (`truth_years`, its reports' bone ages)."""
+    if Path(cfg.input).expanduser().is_dir():
+        found = _read_folder(Path(cfg.input).expanduser())
+    else:
+        found, _ = images_to_predict(cfg.input, cfg.image_column, cfg.image_dir)
+        for role, column in (("age_column", cfg.age_column), ("sex_column", cfg.sex_column)):
+            if column is not None and column not in found:
+                raise DataError(f"input={cfg.input} has no column {column!r} ({role}); it has {list(found.columns)}.")
+        found = found.assign(truth=pd.to_numeric(found[cfg.age_column], errors="coerce"))
+        if cfg.sex_column is not None:
+            found = found.assign(sex=read_sex(found[cfg.sex_column]))
+        found = found[found["truth"].notna()]
     rows, unreadable = set_aside_unreadable(found, ImageLimits(cfg.max_pixels, cfg.multi_frame))
     if len(unreadable):
         print(f"{len(unreadable)} image(s) of the site left out, unreadable (first: {unreadable.iloc[0].tolist()})")
     if "sex" not in rows:
         rows = rows.assign(sex=None)
     return rows.reset_index(drop=True)
+
+
+def _read_folder(folder: Path) -> pd.DataFrame:
+    """A DICOM folder's images that a structured report of the folder reads (the mean where
+    several do), with PatientSex: column truth_years."""
+    files, _ = images_in_folder(folder)
+    images, readings = split_readings(files)
+    if readings.empty:
+        raise DataError(
+            f"input={folder}: no bone-age readings in this folder. calibrate takes its ages from structured reports "
+            f"that hold a NUM XR Bone age (LOINC {BONE_AGE_LOINC}) referring to an image of the folder, or from a "
+            "table: input=<table> age_column=<its column of true ages>."
+        )
+    found = pd.DataFrame({"image": [str(image) for image in images],
+                          "sop_instance_uid": [sop_instance_uid(image) for image in images],
+                          "sex": [patient_fields(image)["sex"] for image in images]})  # fmt: skip
+    truth = readings.groupby("sop_instance_uid")["reading_years"].mean().rename("truth_years")
+    read = found.join(truth, on="sop_instance_uid", how="inner")
+    print(f"{len(readings)} bone-age reading(s) in {folder}, of {len(read)} of its {len(found)} image(s)")
+    return read.drop(columns="sop_instance_uid")
 
 
 def _print(figures: dict[str, Any], out: Path) -> None:

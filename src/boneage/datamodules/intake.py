@@ -42,7 +42,7 @@ def set_aside_unreadable(
     e.g. sex), and the others with the reason (columns image, reason). `stop_at_first`: an
     unreadable image stops everything instead, naming it."""
     unreadable = unreadable_images(rows["image"].tolist(), limits, CHECK_THREADS)
-    reasons = rows["image"].map(unreadable)
+    reasons = rows["image"].map(unreadable).astype(object)  # strings go in below, also where every image read
     if unreadable and stop_at_first:
         first = rows.index[reasons.notna()][0]
         raise DataError(

@@ -25,11 +25,12 @@ import highdicom as hd
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 
+from boneage.datamodules.readings import BONE_AGE_LOINC
 from boneage.pacs.assessment import Assessment
 from boneage.pacs.identity import NodeIdentity, derived_uid
 
 SCHEME = "99BONEAGE"
-BONE_AGE = hd.sr.CodedConcept("85151-9", "LN", "XR Bone age")
+BONE_AGE = hd.sr.CodedConcept(BONE_AGE_LOINC, "LN", "XR Bone age")
 BONES_FOR_AGE = hd.sr.CodedConcept("37362-1", "LN", "XR Bones for age")
 AGE = hd.sr.CodedConcept("30525-0", "LN", "Age")
 MONTHS = hd.sr.CodedConcept("mo", "UCUM", "month")
