@@ -24,8 +24,8 @@ import requests
 from pydicom.dataset import Dataset
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLosslessSV1
-from pynetdicom import AE
-from pynetdicom.sop_class import DigitalXRayImageStorageForPresentation, Verification
+from pynetdicom import AE, evt
+from pynetdicom.sop_class import ComprehensiveSRStorage, DigitalXRayImageStorageForPresentation, Verification
 
 from boneage.config.errors import ConfigError
 from boneage.evaluation.ensemble import load_members
@@ -213,10 +213,13 @@ def test_studies_routed_by_orthanc_come_back_as_reports_equal_to_predict_that_pa
     run, orthanc, _, root = archive
     assert requests.post(f"{orthanc.url}/modalities/{NODE_AET}/echo", data="{}", timeout=30).ok  # README's check
     sent = hands(run, root / "hands", 8)
-    ct = pydicom.data.get_testdata_file("CT_small.dcm")
+    ct = Path(pydicom.data.get_testdata_file("CT_small.dcm"))
+    no_pixels = dataset((96, 72), ExplicitVRLittleEndian, 16, PatientSex="F")  # a DX header, its pixels lost
+    no_pixels.save_as(root / "no_pixels.dcm", enforce_file_format=True)
+    others = [ct, root / "no_pixels.dcm"]
     started = time.monotonic()
-    storescu([*sent, Path(ct)], orthanc.dicom_port, "ORTHANC")
-    wait_for(lambda: len(orthanc.instances("SR")) == len(sent) + 1, 120, "a report for every image sent")
+    storescu([*sent, *others], orthanc.dicom_port, "ORTHANC")
+    wait_for(lambda: len(orthanc.instances("SR")) == len(sent) + len(others), 120, "a report for every image sent")
     seconds = time.monotonic() - started
 
     predicted = predict(compose_app("predict", [f"run={run}", f"input={root / 'hands'}", f"output={root / 'p.csv'}"]))
@@ -243,12 +246,16 @@ def test_studies_routed_by_orthanc_come_back_as_reports_equal_to_predict_that_pa
             assert values["Finding"] == FINDINGS[row["development_90"]].meaning
         else:
             assert "XR Bone age" not in values and values["Comment"] == row["not_assessed"]
-    ct_report = report_values(next(r for uid, r in reports.items() if uid == pydicom.dcmread(ct).SOPInstanceUID))
-    assert "XR Bone age" not in ct_report and "modality CT" in ct_report["Comment"]
-    assert len(orthanc.instances("OT")) == pictures  # a Secondary Capture for each assessed image
-    assert expected["assessed"].sum() >= 6
-    print(f"round trip: {len(sent) + 1} images, {seconds / (len(sent) + 1):.2f} s per image, "
-          f"{len(reports)} reports with 0 dciodvfy errors")  # fmt: skip
+    for other, why in zip(others, ("modality CT", "no pixel data in this DICOM file"), strict=True):
+        refused = report_values(reports[pydicom.dcmread(other).SOPInstanceUID])
+        assert "XR Bone age" not in refused and why in refused["Comment"] and refused["Finding"] == "Not assessed"
+    captures = orthanc.instances("OT")
+    assert len(captures) == pictures and expected["assessed"].sum() >= 6  # a Secondary Capture per assessed image
+    for uid in captures:
+        (root / "sc.dcm").write_bytes(orthanc.file_of(uid))
+        assert dciodvfy_errors(root / "sc.dcm") == []
+    count = len(sent) + len(others)
+    print(f"round trip: {count} images, {seconds / count:.2f} s per image, {len(reports)} reports, 0 dciodvfy errors")
 
 
 @pytest.mark.slow(seconds=240)
@@ -268,6 +275,29 @@ def test_an_archive_outage_and_a_killed_node_lose_no_image_and_send_no_second_re
     assert new == {derived_uid(pydicom.dcmread(file).SOPInstanceUID, node_identity(run), "sr") for file in sent}
     assert not list((queue / "failed").iterdir()) and not list((queue / "incoming").glob("*.dcm"))
     print(f"outage: {len(sent)} images sent while the archive was down and the node killed; 0 lost")
+
+
+@pytest.mark.slow(seconds=60)
+def test_what_the_archive_refuses_for_good_is_kept_with_its_reason(archive, tmp_path, data_dir):
+    run = archive[0]
+    refusing = AE("REFUSING")
+    refusing.add_supported_context(ComprehensiveSRStorage)
+    refusing_port, port = free_port(), free_port()
+    server = refusing.start_server(("127.0.0.1", refusing_port), block=False,
+                                   evt_handlers=[(evt.EVT_C_STORE, lambda event: 0xA900)])  # fmt: skip
+    node = NodeProcess(run, f"REFUSING@127.0.0.1:{refusing_port}", tmp_path / "queue", port, data_dir,
+                       ["secondary_capture=false", "max_refusals=2"])  # fmt: skip
+    try:
+        node.start()
+        (hand,) = hands(run, tmp_path, 1, first=50)
+        storescu([hand], port, NODE_AET)
+        kept = tmp_path / "queue" / "failed" / pydicom.dcmread(hand).SOPInstanceUID
+        wait_for(lambda: (kept / "reason.txt").is_file(), 60, "the refused results kept in failed/")
+    finally:
+        node.stop()
+        server.shutdown()
+    assert "refused it 2 times" in (kept / "reason.txt").read_text() and "0xA900" in (kept / "reason.txt").read_text()
+    assert {path.name for path in kept.iterdir()} >= {"source.dcm", "sr.dcm", "reason.txt"}
 
 
 def node_identity(run: Path) -> NodeIdentity:

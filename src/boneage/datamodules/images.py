@@ -193,6 +193,9 @@ def _dicom_pixels(path: Path, limits: ImageLimits) -> np.ndarray:
         raise UnreadableImage(path, f"{frames} frames in one file (multi_frame=first reads the first)")
     _refuse_oversized(path, limits, f"{columns} x {rows} x {frames} frame(s)", rows * columns * frames)
     dataset = pydicom.dcmread(path)
+    if not PIXEL_KEYWORDS & set(dataset.dir()):
+        raise UnreadableImage(path, f"no pixel data in this DICOM file (its header names a {columns} x {rows} image: "
+                                    "the file was cut short, or its pixels removed)")  # fmt: skip
     pixels = pixel_array(dataset, index=0 if frames > 1 else None)  # decodes one frame, not the whole series
     for keyword in PIXEL_KEYWORDS & set(dataset.dir()):  # decoded: the encoded copy need not stay beside it
         delattr(dataset, keyword)
