@@ -5,6 +5,7 @@ scikit-learn ships, the images of other modalities pydicom ships as its test fil
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,7 @@ def generated_mistakes(hands: list[str], folder: Path, seed: int = 0) -> pd.Data
 
 def _photograph_crops(random: np.random.Generator) -> list[np.ndarray]:
     """Square crops of scikit-learn's sample photographs, in gray."""
-    photographs = [np.asarray(Image.fromarray(photo).convert("L")) for photo in load_sample_images().images]
+    photographs = _gray_photographs()
     crops = []
     for index in range(PER_KIND):
         photo = photographs[index % len(photographs)]
@@ -57,7 +58,13 @@ def _photograph_crops(random: np.random.Generator) -> list[np.ndarray]:
     return crops
 
 
-def _other_modalities() -> list[np.ndarray]:
+@functools.cache  # decoded once per process: every evaluate of a session uses the same
+def _gray_photographs() -> tuple[np.ndarray, ...]:
+    return tuple(np.asarray(Image.fromarray(photo).convert("L")) for photo in load_sample_images().images)
+
+
+@functools.cache  # 163 files decoded once per process, not at every evaluate
+def _other_modalities() -> tuple[np.ndarray, ...]:
     """The decodable images of pydicom's test files (CT, MR, US, NM, ... and radiographs of other
     body parts), as pixels: the header stage would refuse most of their files before decoding."""
     images = []
@@ -66,4 +73,4 @@ def _other_modalities() -> list[np.ndarray]:
             images.append(read_grayscale(file))
         except UnreadableImage:
             continue
-    return images
+    return tuple(images)
