@@ -69,7 +69,7 @@ class Assessor:
         readable, unreadable = set_aside_unreadable(rows, self.limits, inputs=self.answers.inputs)
         if len(unreadable):
             return Assessment(f"not assessed: {unreadable['reason'].iloc[0]}", header["sex"])
-        written = self.answers.table(readable, [self.level]).iloc[0]
+        written = self.answers.table(readable, [self.level] if self.level else []).iloc[0]
         if self.answers.gate is not None and not written["assessed"]:
             return Assessment(written["not_assessed"], header["sex"])
         return self._in_months(written, header["sex"])
@@ -77,20 +77,23 @@ class Assessor:
     def _in_months(self, written: pd.Series, sex: str | None) -> Assessment:
         """predict's row for the image, its ages in months."""
         per_month = PER_YEAR[self.head.unit] / MONTHS_PER_YEAR
-        percent = round(100 * self.level)
+        percent = round(100 * self.level) if self.level else None  # interval=null: no interval, no finding
 
-        def months(column: str) -> float | None:
-            value = written.get(f"{self.prefix}{column}")
-            return None if value is None or pd.isna(value) else float(value) / per_month
+        def given(column: str, prefix: str = self.prefix) -> object | None:
+            value = written.get(f"{prefix}{column}")
+            return None if value is None or pd.isna(value) else value
 
-        chronological = written.get("chronological_age")
+        def months(column: str, prefix: str = self.prefix) -> float | None:
+            value = given(column, prefix)
+            return None if value is None else float(value) / per_month
+
         return Assessment(
             sex=sex,
             bone_age=months(f"predicted_{self.head.name}"),
             lower=months(f"lower_{percent}"),
             upper=months(f"upper_{percent}"),
             level=self.level,
-            chronological_age=None if chronological is None or pd.isna(chronological) else chronological / per_month,
+            chronological_age=months("chronological_age", prefix=""),  # one column, whichever head it serves
             difference=months(DIFFERENCE),
-            finding=written.get(f"{self.prefix}development_{percent}") or None,
+            finding=given(f"development_{percent}"),
         )
