@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -16,15 +15,11 @@ from pathlib import Path
 
 import requests
 
+from boneage.serving.load_test import free_port
+
 DICOMWEB_PLUGIN = Path("/usr/share/orthanc/plugins/libOrthancDicomWeb.so")
 ROUTING = Path(__file__).resolve().parents[1] / "scripts" / "orthanc_routing.lua"  # README's routing rule
 NODE_AET = "BONEAGE"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def dcmtk(tool: str) -> str | None:

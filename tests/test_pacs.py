@@ -25,7 +25,7 @@ from pydicom.dataset import Dataset
 from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import ExplicitVRLittleEndian, JPEGLosslessSV1
 from pynetdicom import AE, evt
-from pynetdicom.sop_class import ComprehensiveSRStorage, DigitalXRayImageStorageForPresentation, Verification
+from pynetdicom.sop_class import ComprehensiveSRStorage, DigitalXRayImageStorageForPresentation
 
 from boneage.config.errors import ConfigError
 from boneage.evaluation.ensemble import load_members
@@ -33,12 +33,14 @@ from boneage.pacs.__main__ import check_exposure
 from boneage.pacs.assessment import Assessment
 from boneage.pacs.destinations import destination_of
 from boneage.pacs.identity import NodeIdentity, derived_uid
+from boneage.pacs.load_test import answers_echo
 from boneage.pacs.queue import WorkQueue
 from boneage.pacs.report import FINDINGS, report_values, structured_report
 from boneage.predict import predict
+from boneage.serving.load_test import free_port
 from tests.dicom_files import dataset, radiograph, write_dicom
 from tests.helpers import cli_environment, compose_app, demo_model
-from tests.orthanc import NODE_AET, Orthanc, dcmtk, free_port, unavailable
+from tests.orthanc import NODE_AET, Orthanc, dcmtk, unavailable
 
 SYNTAXES = {ExplicitVRLittleEndian: [], JPEGLosslessSV1: ["-xs"]}  # storescu's option to propose each
 IDENTITY = NodeIdentity("demo/2026-12-05_14-11-59", "epoch006-val_mae1.0528.ckpt", "0123456789ab")
@@ -86,17 +88,6 @@ def wait_for(condition, seconds: float, what: str) -> None:
     raise AssertionError(f"not within {seconds} s: {what}")
 
 
-def echo(port: int, calling: str = "MODALITY") -> bool:
-    ae = AE(calling)
-    ae.add_requested_context(Verification)
-    association = ae.associate("127.0.0.1", port, ae_title=NODE_AET)
-    if not association.is_established:
-        return False
-    answered = association.send_c_echo()
-    association.release()
-    return int(answered.get("Status", -1)) == 0
-
-
 class NodeProcess:
     """`python -m boneage.pacs` as the README runs it, in its own process."""
 
@@ -112,7 +103,9 @@ class NodeProcess:
         self.process = subprocess.Popen([sys.executable, "-m", "boneage.pacs", *self.args], stdout=log, stderr=log,
                                         env=cli_environment(self.data_dir))  # fmt: skip
         wait_for(
-            lambda: self.process.poll() is None and echo(self.port), 180, f"the node answering C-ECHO ({self.log})"
+            lambda: self.process.poll() is None and answers_echo(self.port),
+            180,
+            f"the node answering C-ECHO ({self.log})",
         )
         return self
 
@@ -307,7 +300,7 @@ def node_identity(run: Path) -> NodeIdentity:
 @pytest.mark.slow(seconds=60)
 def test_unknown_callers_are_rejected_and_garbage_gets_a_failure_status_not_a_crash(archive, tmp_path):
     _, _, node, _ = archive
-    assert not echo(node.port, calling="INTRUDER")
+    assert not answers_echo(node.port, calling="INTRUDER")
     with socket.create_connection(("127.0.0.1", node.port)) as raw:
         raw.sendall(b"\x01\x00" + b"\xff" * 4096)  # not a DICOM association at all
     header = dataset((8, 8), ExplicitVRLittleEndian, 8)  # a valid file meta and SOP UIDs, then junk
@@ -326,7 +319,7 @@ def test_unknown_callers_are_rejected_and_garbage_gets_a_failure_status_not_a_cr
     status = association.send_c_store(garbage)
     association.release()
     assert int(status.Status) in (0xC210, 0xA900)  # cannot understand, or no study to answer into
-    assert echo(node.port) and node.process.poll() is None
+    assert answers_echo(node.port) and node.process.poll() is None
 
 
 @pytest.mark.slow(seconds=120)

@@ -100,16 +100,24 @@ def _send(documents: list[Any], port: int) -> None:
     association.release()
 
 
-def _wait_for_echo(node: subprocess.Popen, port: int, timeout_s: float) -> None:
-    caller = AE("MODALITY")
+def answers_echo(port: int, calling: str = "MODALITY") -> bool:
+    """Whether the node on `port` of 127.0.0.1 accepts `calling` and answers its C-ECHO."""
+    caller = AE(calling)
     caller.add_requested_context(Verification)
+    association = caller.associate("127.0.0.1", port, ae_title=NODE_AET)
+    if not association.is_established:
+        return False
+    answered = association.send_c_echo()
+    association.release()
+    return int(answered.get("Status", -1)) == 0
+
+
+def _wait_for_echo(node: subprocess.Popen, port: int, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if node.poll() is not None:
             raise RuntimeError(f"boneage.pacs did not start: {node.stderr.read()[-2000:]}")
-        association = caller.associate("127.0.0.1", port, ae_title=NODE_AET)
-        if association.is_established:
-            association.release()
+        if answers_echo(port):
             return
         time.sleep(0.5)
     raise RuntimeError(f"boneage.pacs did not answer C-ECHO within {timeout_s} s")
