@@ -8,4 +8,7 @@ from setuptools import find_namespace_packages, find_packages, setup
 
 CONFIG_GROUPS = find_namespace_packages("conf", exclude=["__pycache__", "*.__pycache__"])
 
-setup(packages=[*find_packages("src"), "boneage.conf", *(f"boneage.conf.{group}" for group in CONFIG_GROUPS)])
+# hydra_plugins is a namespace package that Hydra scans for plugins (the Optuna sweeper).
+PLUGINS = find_namespace_packages("src", include=["hydra_plugins.*"])
+
+setup(packages=[*find_packages("src"), *PLUGINS, "boneage.conf", *(f"boneage.conf.{group}" for group in CONFIG_GROUPS)])

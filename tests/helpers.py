@@ -18,10 +18,12 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf
 
 from boneage.config.build import build_data_and_module
+from boneage.config.cli import register_search_sweeper
 from boneage.config.resolvers import register_resolvers
 from boneage.tasks import AgeHead
 
 register_resolvers()  # as boneage.train does before composing
+register_search_sweeper()
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF_DIR = ROOT / "conf"

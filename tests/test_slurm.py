@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from boneage.report import build_table
+from boneage.search.storage import open_storage
 from tests.helpers import ROOT, TINY, ran_at_once, record_of, run_cli, start_cli
 
 SLURM_CPU = [
@@ -132,11 +133,11 @@ def test_an_optuna_search_runs_two_trials_at_once_as_two_slurm_jobs(cluster, tmp
               "hydra.sweeper.sampler.n_startup_trials=1"]  # fmt: skip
     process = sweep(search, sweep_dir, data_dir)
     assert process.wait(timeout=300) == 0, process.stderr.read()[-3000:]
-    assert len(job_ids(sweep_dir)) == 2  # one SLURM array of the batch's two trials
+    assert len(job_ids(sweep_dir)) == 2  # one SLURM job per trial
     first, second = (record_of(sweep_dir / str(job)) for job in range(2))
     assert first["status"] == second["status"] == "finished"
     assert ran_at_once(first, second)
-    study = optuna.load_study(study_name="demo", storage=f"sqlite:///{tmp_path}/multirun/demo/optuna.db")
+    study = optuna.load_study(study_name="demo", storage=open_storage(str(tmp_path / "multirun/demo/optuna.journal")))
     assert [trial.state.name for trial in study.trials] == ["COMPLETE", "COMPLETE"]
 
 

@@ -17,6 +17,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from boneage.report import build_table
 from boneage.report import main as report_main
+from boneage.search.storage import open_storage
 from tests.helpers import CONF_DIR, TINY, ran_at_once, run_cli
 from tests.slot_claim import claim_a_slot
 
@@ -157,8 +158,8 @@ def test_a_failing_job_does_not_stop_the_others_and_is_reported_as_itself(tmp_pa
 
 @pytest.mark.slow
 def test_optuna_search_runs_trials_two_at_once_and_a_rerun_resumes_the_study(tmp_path, data_dir):
-    """Trials run in batches of n_jobs through the launcher; only the sweeper process asks and tells
-    the study, so its storage has one writer however many trials run at once."""
+    """Trials run n_jobs at once through the launcher, each job reporting to the study's journal
+    file from its own process; a second command continues the same study."""
     args = [*TINY, "hparams_search=optuna", "hydra.sweeper.sampler.n_startup_trials=1"]
     at_once = ["hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "launcher=parallel", "launcher.cpu_jobs=2"]
     for search in (at_once, ["hydra.sweeper.n_trials=1"]):  # the second command continues the study of the first
@@ -166,7 +167,7 @@ def test_optuna_search_runs_trials_two_at_once_and_a_rerun_resumes_the_study(tmp
         assert result.returncode == 0, result.stderr[-3000:]
     import optuna
 
-    study = optuna.load_study(study_name="demo", storage=f"sqlite:///{tmp_path}/multirun/demo/optuna.db")
+    study = optuna.load_study(study_name="demo", storage=open_storage(str(tmp_path / "multirun/demo/optuna.journal")))
     assert len(study.trials) == 3 and all(t.state.name == "COMPLETE" for t in study.trials)
     assert {"optimizer.lr", "optimizer.weight_decay", "model.dropout", "loss"} <= set(study.best_params)
     first, second = sorted(tmp_path.glob("multirun/demo/*/"))

@@ -16,6 +16,7 @@ from typing import Any
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from boneage.runs.pareto import pareto_front, plot_pareto
 from boneage.runs.plots import save_figure
 from boneage.runs.table import PARAMETERS, Ranking, build_table
 
@@ -108,12 +109,30 @@ def write_report(table: pd.DataFrame, folds: pd.DataFrame, out_dir: Path) -> lis
     out_dir.mkdir(parents=True, exist_ok=True)
     shown = table.drop(columns="error")
     shown.to_csv(out_dir / "report.csv")
-    failed = table[table["status"] != "finished"]
+    failed = table[~table["status"].isin(["finished", "pruned"])]
+    pruned = table[table["status"] == "pruned"]
     lines = [f"# Runs ranked by val {_metric_name(table.attrs['ranking'])}", "", shown.to_markdown(floatfmt=".4g"), ""]
+    if len(pruned):
+        lines += [
+            "## Trials the search pruned",
+            "",
+            *(f"- `{row.run}`: {_pruned(row)}" for row in pruned.itertuples()),
+            "",
+        ]
     if len(failed):
         lines += ["## Runs that did not finish", ""]
         lines += [f"- `{row.run}`: {_failure(row)}" for row in failed.itertuples()]
     written = [out_dir / "report.csv", out_dir / "report.md"]
+    if objectives := table.attrs.get("objectives"):
+        front = pareto_front(table, objectives)
+        lines += [
+            "## Pareto front",
+            "",
+            f"Finished trials no other beats on every objective ({_goals(objectives)}).",
+            "",
+        ]
+        lines += [front[["run", *objectives, *swept_parameters(table)]].to_markdown(index=False, floatfmt=".4g"), ""]
+        written.append(plot_pareto(table, front, objectives, out_dir / "pareto_front.png"))
     if not folds.empty:
         folds.to_csv(out_dir / "report_folds.csv", index=False)
         lines += ["## Cross-validation (mean and std over folds)", "", folds.to_markdown(index=False), ""]
@@ -142,10 +161,22 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(table.drop(columns="error").to_string(float_format=lambda v: f"{v:.4g}"))
     if not folds.empty:
         print("cross-validation (mean and std over folds):\n" + folds.to_string(index=False))
-    failed = table[table["status"] != "finished"]
-    for row in failed.itertuples():
+    for row in table[table["status"] == "pruned"].itertuples():
+        print(f"pruned: {row.run}: {_pruned(row)}")
+    for row in table[~table["status"].isin(["finished", "pruned"])].itertuples():
         print(f"not finished: {row.run}: {_failure(row)}")
+    if objectives := table.attrs.get("objectives"):
+        front = pareto_front(table, objectives)
+        print(f"Pareto front ({_goals(objectives)}):\n" + front[["run", *objectives]].to_string(index=False))
     print("wrote " + ", ".join(str(path) for path in written))
+
+
+def _pruned(row: Any) -> str:
+    return f"pruned at epoch {row.pruned_epoch:g} by the search's pruner"
+
+
+def _goals(objectives: dict[str, str]) -> str:
+    return ", ".join(f"{direction} {name}" for name, direction in objectives.items())
 
 
 def _failure(row: Any) -> str:

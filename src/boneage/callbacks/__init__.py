@@ -7,6 +7,7 @@ from boneage.callbacks.interrupt import CheckpointOnInterrupt
 from boneage.callbacks.run_record import RunRecordCallback
 from boneage.callbacks.stall import StallWatchdog
 from boneage.callbacks.tensorboard_images import TensorBoardImages
+from boneage.callbacks.trial_pruning import TrialPruning
 
 __all__ = [
     "EMA",
@@ -17,4 +18,5 @@ __all__ = [
     "SeedEveryEpoch",
     "StallWatchdog",
     "TensorBoardImages",
+    "TrialPruning",
 ]

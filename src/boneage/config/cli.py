@@ -16,6 +16,7 @@ from typing import Any
 
 import hydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.plugins import Plugins
 from hydra.errors import HydraException
 from omegaconf import DictConfig
 
@@ -38,6 +39,7 @@ def hydra_command(
 
     def decorate(task: Callable[[DictConfig], Any]) -> Callable[[], Any]:
         register_resolvers()  # before Hydra composes: configs use ${boneage.*:} resolvers
+        register_search_sweeper()
         hydra_main = hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name=config_name)(task)
 
         @functools.wraps(task)
@@ -53,6 +55,15 @@ def hydra_command(
         return main
 
     return decorate
+
+
+def register_search_sweeper() -> None:
+    """Make boneage's Optuna sweeper known to Hydra (`hydra/sweeper=boneage_optuna`). Hydra finds
+    plugins by listing the `hydra_plugins` package, which misses one an editable install maps
+    (setuptools' editable finder cannot list its packages); registering it here works for both."""
+    from hydra_plugins.boneage_optuna_sweeper.boneage_optuna_sweeper import BoneageOptunaSweeper
+
+    Plugins.instance().register(BoneageOptunaSweeper)
 
 
 def with_current_key_names(arguments: Sequence[str]) -> list[str]:

@@ -47,11 +47,14 @@ def input_size(model: str, size: int | None) -> int:
     return int(pretrained.input_size[-1])
 
 
-def sqlite_url(path: str) -> str:
-    """A SQLite URL for `path`, its folder created (a study's storage must exist before its sweep)."""
-    database = Path(path).expanduser().resolve()
-    database.parent.mkdir(parents=True, exist_ok=True)
-    return f"sqlite:///{database}"
+def study_storage(path_or_url: str) -> str:
+    """A study's storage: a database URL as given; a journal file's path made absolute (its folder
+    created), so that jobs started in another working directory (SLURM) open the same journal."""
+    if "://" in path_or_url:
+        return path_or_url
+    journal = Path(path_or_url).expanduser().resolve()
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    return str(journal)
 
 
 def slurm_tasks_per_node(devices: int | str | list | None, gpus_per_node: int | None) -> int:
@@ -90,7 +93,7 @@ def unique_dir(path: str) -> str:
 RESOLVERS = {
     "boneage.visible_gpus": visible_gpus,
     "boneage.parallel_jobs": parallel_jobs,
-    "boneage.sqlite": sqlite_url,
+    "boneage.study_storage": study_storage,  # a study journal's absolute path (or a database URL as given)
     "boneage.input_size": input_size,
     "boneage.loader_workers": loader_workers,
     "boneage.unique_dir": unique_dir,

@@ -52,10 +52,11 @@ class ZeroRankRecord:
     def reserve_space(self) -> None:
         self.record.reserve_space()
 
-    def finished(self, **sections: Any) -> None:
-        """The run's results (metrics, best checkpoint, speed), and its status: finished."""
+    def ended(self, status: str, **sections: Any) -> None:
+        """The run ended of itself, `finished` (with its metrics, best checkpoint and speed) or
+        `pruned` by its search."""
         duration_s = round(time.monotonic() - self.started, 1)
-        self.end(status="finished", error=None, ended_at=now(), duration_s=duration_s, **sections)
+        self.end(status=status, error=None, ended_at=now(), duration_s=duration_s, **sections)
 
 
 @contextmanager

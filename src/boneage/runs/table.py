@@ -74,46 +74,72 @@ def run_row(run_dir: Path, root: Path) -> dict[str, Any]:
     gone = process_gone(record)
     monitor, mode = _monitor(config)
     ranking = Ranking.of(monitor, mode)
-    return row | {
-        "status": "interrupted" if gone else record.get("status", "unknown"),
-        ranking.val: metrics.get(monitor, best.get(monitor)),
-        "best_epoch": best.get("epoch"),
-        ranking.test: metrics.get(monitor.replace("val/", "test/", 1)),
-        "model": model.get("name"),
-        "dropout": model.get("dropout"),
-        "lr": optimizer.get("lr"),
-        "weight_decay": optimizer.get("weight_decay"),
-        "loss": str((config.get("loss") or {}).get("_target_", "")).rsplit(".", 1)[-1] or None,
-        "batch_size": data.get("batch_size"),
-        "image_size": data.get("image_size"),
-        "clahe": data.get("clahe"),
-        "techniques": ", ".join(record.get("techniques") or active_techniques(config)) or None,
-        "stratum_width": _stratum_width(data.get("split") or {}),
-        "fold": data.get("fold") if data.get("folds") else None,
-        "parameters": (record.get("model") or {}).get("parameters"),
-        "inference_ms": (record.get("speed") or {}).get("inference_ms_per_image"),
-        "duration_s": record.get("duration_s"),
-        "error": "its process ended without a word (killed, or the machine stopped)" if gone else record.get("error"),
-        "_ranking": ranking,
-    }
+    return (
+        row
+        | _search_columns(record)
+        | {
+            "status": "interrupted" if gone else record.get("status", "unknown"),
+            ranking.val: metrics.get(monitor, best.get(monitor)),
+            "best_epoch": best.get("epoch"),
+            ranking.test: metrics.get(monitor.replace("val/", "test/", 1)),
+            "model": model.get("name"),
+            "dropout": model.get("dropout"),
+            "lr": optimizer.get("lr"),
+            "weight_decay": optimizer.get("weight_decay"),
+            "loss": str((config.get("loss") or {}).get("_target_", "")).rsplit(".", 1)[-1] or None,
+            "batch_size": data.get("batch_size"),
+            "image_size": data.get("image_size"),
+            "clahe": data.get("clahe"),
+            "techniques": ", ".join(record.get("techniques") or active_techniques(config)) or None,
+            "stratum_width": _stratum_width(data.get("split") or {}),
+            "fold": data.get("fold") if data.get("folds") else None,
+            "parameters": (record.get("model") or {}).get("parameters"),
+            "inference_ms": (record.get("speed") or {}).get("inference_ms_per_image"),
+            "duration_s": record.get("duration_s"),
+            "error": "its process ended without a word (killed, or the machine stopped)"
+            if gone
+            else record.get("error"),
+            "_ranking": ranking,
+        }
+    )
+
+
+def _search_columns(record: dict[str, Any]) -> dict[str, Any]:
+    """A search trial's extra columns: where it was pruned, and each objective of a
+    multi-objective search (`_objectives`: column -> direction, for the Pareto front)."""
+    search = record.get("search") or {}
+    columns_: dict[str, Any] = {}
+    if record.get("status") == "pruned":
+        columns_["pruned_epoch"] = (record.get("pruned") or {}).get("epoch")
+    objectives = search.get("objectives") or []
+    if len(objectives) > 1:
+        measured = {**(record.get("speed") or {}), **(record.get("metrics") or {})}
+        columns_ |= {name.replace("/", "_"): measured.get(name) for name in objectives}
+        slugs = [name.replace("/", "_") for name in objectives]
+        columns_["_objectives"] = dict(zip(slugs, search["directions"], strict=True))
+    return columns_
 
 
 def build_table(paths: Sequence[Path]) -> pd.DataFrame:
-    """Every run, ranked by the task's selection metric (runs without one last). Runs of
-    different tasks are ranked by the metric most of them share. `table.attrs["ranking"]`
-    says which columns and direction."""
+    """Every run, ranked by the task's selection metric (runs without one last, and a search's
+    pruned trials after its finished ones). Runs of different tasks are ranked by the metric most
+    of them share. `table.attrs["ranking"]` says which columns and direction, and
+    `table.attrs["objectives"]` a multi-objective search's columns and directions."""
     root = _common_root(paths)
     rows = [run_row(run, root) for run in find_runs(paths)]
     rankings = pd.Series([row["_ranking"] for row in rows if "_ranking" in row], dtype=object)
     ranking = rankings.mode().iloc[0] if len(rankings) else Ranking.of(*DEFAULT_MONITOR)
+    objectives = next((row["_objectives"] for row in rows if "_objectives" in row), {})
     shown = columns(ranking)
-    extra = [key for row in rows for key in row if key not in shown and key not in ("error", "_ranking")]
+    extra = [key for row in rows for key in row if key not in shown and key not in ("error", "_ranking", "_objectives")]
     table = pd.DataFrame(rows, columns=[*shown, *dict.fromkeys(extra), "error"])
-    table = table.sort_values(ranking.val, ascending=ranking.ascending, na_position="last", kind="stable")
-    table = table.reset_index(drop=True)
+    table = table.assign(_pruned=table["status"] == "pruned")
+    table = table.sort_values(["_pruned", ranking.val], ascending=[True, ranking.ascending], na_position="last")
+    table = table.drop(columns="_pruned").reset_index(drop=True)
     table.index = table.index + 1
     table.index.name = "rank"
     table.attrs["ranking"] = ranking
+    table.attrs["objectives"] = objectives
     return table
 
 

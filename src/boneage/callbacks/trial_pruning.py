@@ -1,0 +1,34 @@
+"""A search trial's epochs reported to its study, and the trial stopped when the pruner says so."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytorch_lightning as pl
+
+if TYPE_CHECKING:
+    from boneage.search.trial import StudyTrial
+
+
+class TrialPruning(pl.Callback):
+    """Reports `monitor` after each validation (global rank zero, which holds `trial`) and, if
+    the study's pruner prunes the trial, stops training at the end of this epoch: the epoch's
+    checkpoints and history are written as in any other epoch. Every rank stops together."""
+
+    def __init__(self, trial: StudyTrial | None, monitor: str) -> None:
+        self.trial = trial
+        self.monitor = monitor
+        self.pruned_at: dict[str, Any] | None = None  # {"epoch", "value"} once pruned
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        decision = None
+        value = trainer.callback_metrics.get(self.monitor)
+        if self.trial is not None and self.trial.prunable and value is not None:
+            epoch = trainer.current_epoch
+            if self.trial.report(float(value), epoch):
+                decision = {"epoch": epoch, "value": float(value)}
+        self.pruned_at = trainer.strategy.broadcast(decision, src=0)
+        if self.pruned_at is not None:
+            trainer.should_stop = True

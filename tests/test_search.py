@@ -1,0 +1,103 @@
+"""The Optuna search's parts that need no training: its space, its storage, a killed search's
+trials, and the Pareto front of a multi-objective search."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import optuna
+import pandas as pd
+import pytest
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from boneage.config.errors import ConfigError
+from boneage.report import main as report_main
+from boneage.runs.pareto import pareto_front
+from boneage.search.space import SearchSpace
+from boneage.search.storage import open_storage
+from boneage.search.sweeper import finish_stale_trials
+
+
+def test_the_hydra_sweep_syntax_becomes_optuna_distributions_and_the_command_line_wins():
+    space = SearchSpace.from_overrides([
+        "optimizer.lr=tag(log, interval(1e-5, 1e-3))", "model.dropout=interval(0.0, 0.7)",
+        "data.batch_size=range(16, 64, 16)", "loss=choice(mae, huber)",         "model.dropout=0.3", "seed=7",
+    ])  # fmt: skip
+    assert space.distributions == {
+        "optimizer.lr": FloatDistribution(1e-5, 1e-3, log=True),
+        "data.batch_size": IntDistribution(16, 48, step=16),
+        "loss": CategoricalDistribution(["mae", "huber"]),
+    }
+    assert space.fixed == {"model.dropout": "0.3", "seed": "7"}  # the later, fixed value replaced the range
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask(space.distributions)
+    overrides = space.overrides(trial)
+    assert overrides[-2:] == ["model.dropout=0.3", "seed=7"]
+    assert {override.split("=")[0] for override in overrides[:-2]} == set(space.distributions)
+
+
+def test_a_glob_sweep_is_refused_with_the_forms_a_search_takes():
+    with pytest.raises(ConfigError, match=r"choice\(...\), range\(...\) or interval\(...\)"):
+        SearchSpace.from_overrides(["model=glob(*)"])
+
+
+def _dead_pid() -> int:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+@pytest.mark.parametrize("storage", ["optuna.journal", "sqlite:///{tmp}/optuna.db"])
+def test_trials_a_killed_search_left_running_end_as_their_run_records_say(tmp_path, storage):
+    """A search killed mid-trial leaves RUNNING trials; the next search finishes the one whose job
+    had finished, marks the pruned one pruned and fails the one that never ended."""
+    spec = storage.format(tmp=tmp_path) if "://" in storage else str(tmp_path / storage)
+    study = optuna.create_study(study_name="s", storage=open_storage(spec))
+    gone = {"host": __import__("socket").gethostname(), "pid": _dead_pid()}
+    for number, status in enumerate(["finished", "pruned", "running"]):
+        trial = study.ask()
+        run_dir = tmp_path / str(number)
+        run_dir.mkdir()
+        (run_dir / "run.json").write_text(json.dumps({"status": status, "metrics": {"val/mae": 1.5}}))
+        trial.set_user_attr("sweeper", gone)
+        trial.set_user_attr("run_dir", str(run_dir))
+    alive = study.ask()  # this process's own running trial is left alone
+    alive.set_user_attr("sweeper", gone | {"pid": __import__("os").getpid()})
+
+    finish_stale_trials(optuna.load_study(study_name="s", storage=open_storage(spec)), "val/mae")
+    trials = optuna.load_study(study_name="s", storage=open_storage(spec)).trials
+    assert [trial.state for trial in trials] == [TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL,
+                                                 TrialState.RUNNING]  # fmt: skip
+    assert trials[0].value == 1.5
+
+
+def test_the_report_shows_a_two_objective_searchs_pareto_front(tmp_path, capsys):
+    trials = [(1.2, 9.0), (1.1, 12.0), (1.3, 10.0), (1.0, 30.0)]  # the third is beaten by the first on both
+    for job, (mae, ms) in enumerate(trials):
+        record = {
+            "status": "finished", "metrics": {"val/mae": mae}, "speed": {"inference_ms_per_image": ms},
+            "config": {"model": {"name": "resnet50", "dropout": 0.1 * job}},
+            "search": {"objectives": ["val/mae", "inference_ms_per_image"], "directions": ["minimize", "minimize"]},
+        }  # fmt: skip
+        (tmp_path / "search" / str(job)).mkdir(parents=True)
+        (tmp_path / "search" / str(job) / "run.json").write_text(json.dumps(record))
+    pruned = {"status": "pruned", "pruned": {"epoch": 1, "value": 0.9}, "best": {"val/mae": 0.9, "epoch": 1}}
+    (tmp_path / "search" / "4").mkdir()
+    (tmp_path / "search" / "4" / "run.json").write_text(json.dumps(pruned))
+    report_main([str(tmp_path / "search")])
+    printed = capsys.readouterr().out
+    assert "pruned: search/4: pruned at epoch 1" in printed
+    table = pd.read_csv(tmp_path / "search" / "report.csv")
+    assert table["status"].tolist()[-1] == "pruned"  # ranked after the finished ones, though its MAE is lower
+    report = (tmp_path / "search" / "report.md").read_text()
+    front = report.split("## Pareto front")[1]
+    assert "search/3" in front and "search/1" in front and "search/0" in front and "search/2" not in front
+    assert (tmp_path / "search" / "pareto_front.png").is_file()
+
+
+def test_a_pareto_front_follows_each_objectives_direction():
+    table = pd.DataFrame({"run": ["a", "b", "c"], "status": "finished", "acc": [0.9, 0.8, 0.7], "ms": [5.0, 4.0, 6.0]})
+    front = pareto_front(table, {"acc": "maximize", "ms": "minimize"})
+    assert front["run"].tolist() == ["a", "b"]
