@@ -30,6 +30,7 @@ LAYERS = [  # lowest first
     {"runs"},
     {"modules", "datamodules"},
     {"config"},  # composing a run from its config: above what it builds
+    {"search"},  # the Optuna search: its sweeper, space and storage, the trial a job reports to
     {"evaluation", "selfcheck"},  # answers and their self-validation, one layer: each uses the other
     {"callbacks"},
     {"serving"},
