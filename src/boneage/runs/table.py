@@ -114,8 +114,8 @@ def _search_columns(record: dict[str, Any]) -> dict[str, Any]:
     objectives = search.get("objectives") or []
     if len(objectives) > 1:
         measured = {**(record.get("speed") or {}), **(record.get("metrics") or {})}
-        columns_ |= {name.replace("/", "_"): measured.get(name) for name in objectives}
         slugs = [name.replace("/", "_") for name in objectives]
+        columns_ |= {slug: measured.get(name) for slug, name in zip(slugs, objectives, strict=True)}
         columns_["_objectives"] = dict(zip(slugs, search["directions"], strict=True))
     return columns_
 

@@ -14,3 +14,8 @@ def objective_values(names: str | Sequence[str] | None, metrics: Mapping[str, An
         return measured.get(names)
     values = [measured.get(name) for name in names]
     return None if any(value is None for value in values) else values
+
+
+def as_values(returned: Any) -> list[float]:
+    """One objective value or several, as the list of floats Optuna's `tell` takes."""
+    return [float(value) for value in (returned if isinstance(returned, list | tuple) else [returned])]

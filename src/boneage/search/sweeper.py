@@ -31,7 +31,7 @@ from boneage.config.errors import ConfigError, TrainingError
 from boneage.config.resolvers import study_storage
 from boneage.runs.records import RunRecord
 from boneage.runtime.lifetime import alive
-from boneage.search.objective import objective_values
+from boneage.search.objective import as_values, objective_values
 from boneage.search.space import SearchSpace
 from boneage.search.storage import open_storage
 
@@ -133,12 +133,11 @@ class OptunaSearch:
             return trial
 
     def _check_failures(self, study: optuna.Study) -> None:
-        ours = [trial for trial in study.get_trials(deepcopy=False) if trial.number in set(self._own)]
-        failed = [trial.number for trial in ours if trial.state == TrialState.FAIL]
-        if ours and len(failed) / len(ours) > self.max_failure_rate:
+        failed = sorted(set(self._own) & _numbers(study, TrialState.FAIL))
+        if self._own and len(failed) / len(self._own) > self.max_failure_rate:
             raise TrainingError(
-                f"{len(failed)} of {len(ours)} trials failed (trials {failed}; their run.json says why), more than "
-                f"hydra.sweeper.max_failure_rate={self.max_failure_rate}"
+                f"{len(failed)} of {len(self._own)} trials failed (trials {failed}; their run.json says why), "
+                f"more than hydra.sweeper.max_failure_rate={self.max_failure_rate}"
             )
 
 
@@ -150,8 +149,7 @@ def trial_values(job: JobReturn) -> list[float] | None:
     """The values a finished job returned (`optimized_metric`); None for a failed or pruned job."""
     if job.status != JobStatus.COMPLETED or job.return_value is None:
         return None
-    returned = job.return_value
-    values = [float(value) for value in (returned if isinstance(returned, list | tuple) else [returned])]
+    values = as_values(job.return_value)
     return None if any(math.isnan(value) for value in values) else values
 
 
@@ -174,9 +172,7 @@ def _recorded_outcome(trial: FrozenTrial, optimized_metric: Any) -> tuple[list[f
     if record.get("status") == "finished":
         returned = objective_values(optimized_metric, record.get("metrics") or {}, record.get("speed"))
         if returned is not None:
-            return [
-                float(value) for value in (returned if isinstance(returned, list) else [returned])
-            ], TrialState.COMPLETE
+            return as_values(returned), TrialState.COMPLETE
     return None, TrialState.FAIL
 
 

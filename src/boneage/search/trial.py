@@ -31,12 +31,6 @@ class StudyTrial:
         )
         self.trial = optuna.trial.Trial(self.study, trial_id)
 
-    @classmethod
-    def of(cls, cfg: DictConfig) -> StudyTrial | None:
-        """The trial this job is, or None outside a search."""
-        search = cfg.get("search")
-        return cls(search) if search is not None and search.get("trial") is not None else None
-
     @property
     def prunable(self) -> bool:
         """Optuna prunes single-objective studies only: a Pareto front has no one value to compare."""
