@@ -157,22 +157,30 @@ def test_a_failing_job_does_not_stop_the_others_and_is_reported_as_itself(tmp_pa
 
 
 @pytest.mark.slow
-def test_optuna_search_runs_trials_two_at_once_and_a_rerun_resumes_the_study(tmp_path, data_dir):
-    """Trials run n_jobs at once through the launcher, each job reporting to the study's journal
-    file from its own process; a second command continues the same study."""
-    args = [*TINY, "hparams_search=optuna", "hydra.sweeper.sampler.n_startup_trials=1"]
-    at_once = ["hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "launcher=parallel", "launcher.cpu_jobs=2"]
-    for search in (at_once, ["hydra.sweeper.n_trials=1"]):  # the second command continues the study of the first
+def test_a_pruned_trials_slot_starts_the_next_trial_before_its_sibling_ends_and_a_rerun_resumes(tmp_path, data_dir):
+    """Two slots under launcher=parallel, each job reporting every epoch to the study's journal from
+    its own process. Trial 0 is pruned at its first epoch: it stops there with its checkpoints and
+    history, and its slot starts trial 2 while trial 1 still trains. A second command continues
+    the same study."""
+    args = [*TINY, "hparams_search=optuna", "hydra.sweeper.sampler.n_startup_trials=1", "trainer.max_epochs=12"]
+    pruning = ["search/pruner=none", "search.pruner._target_=tests.pruners.PruneTrialZero"]
+    at_once = ["hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=2", "launcher=parallel", "launcher.cpu_jobs=2"]
+    for search in ([*pruning, *at_once], ["hydra.sweeper.n_trials=1"]):  # the second continues the study
         result = run_cli(["-m", *args, *search], tmp_path, data_dir)
         assert result.returncode == 0, result.stderr[-3000:]
     import optuna
 
     study = optuna.load_study(study_name="demo", storage=open_storage(str(tmp_path / "multirun/demo/optuna.journal")))
-    assert len(study.trials) == 3 and all(t.state.name == "COMPLETE" for t in study.trials)
+    assert [t.state.name for t in study.trials] == ["PRUNED", "COMPLETE", "COMPLETE", "COMPLETE"]
+    assert list(study.trials[0].intermediate_values) == [0]
+    assert list(study.trials[1].intermediate_values) == list(range(12))  # one report per epoch trained
     assert {"optimizer.lr", "optimizer.weight_decay", "model.dropout", "loss"} <= set(study.best_params)
     first, second = sorted(tmp_path.glob("multirun/demo/*/"))
-    together = [json.loads(run.read_text()) for run in sorted(first.glob("*/run.json"))]
-    assert len(together) == 2 and ran_at_once(*together)  # the two trials overlapped
+    pruned, sibling, successor = (json.loads((first / str(job) / "run.json").read_text()) for job in range(3))
+    assert pruned["status"] == "pruned" and pruned["pruned"]["epoch"] == 0
+    assert (first / "0" / "checkpoints" / "last.ckpt").is_file() and len(pruned["history"]) == 1
+    assert sibling["status"] == "finished" and ran_at_once(pruned, sibling)
+    assert successor["started_at"] < sibling["ended_at"]  # the pruned trial's slot did not wait for it
     assert len(list(second.glob("*/run.json"))) == 1
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import pytorch_lightning as pl
+from pytorch_lightning.trainer.states import TrainerFn
 
 if TYPE_CHECKING:
     from boneage.search.trial import StudyTrial
@@ -21,8 +22,8 @@ class TrialPruning(pl.Callback):
         self.pruned_at: dict[str, Any] | None = None  # {"epoch", "value"} once pruned
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
+        if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
+            return  # the validation of the best checkpoint after fit is not an epoch
         decision = None
         value = trainer.callback_metrics.get(self.monitor)
         if self.trial is not None and self.trial.prunable and value is not None:
