@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import optuna
 import pandas as pd
@@ -19,12 +20,14 @@ from boneage.runs.pareto import pareto_front
 from boneage.search.space import SearchSpace
 from boneage.search.storage import open_storage
 from boneage.search.sweeper import finish_stale_trials
+from boneage.serving.load_test import free_port, wait_until_answering
+from tests.browser import headless_chromium, needs_chromium, screenshot
 
 
 def test_the_hydra_sweep_syntax_becomes_optuna_distributions_and_the_command_line_wins():
     space = SearchSpace.from_overrides([
         "optimizer.lr=tag(log, interval(1e-5, 1e-3))", "model.dropout=interval(0.0, 0.7)",
-        "data.batch_size=range(16, 64, 16)", "loss=choice(mae, huber)",         "model.dropout=0.3", "seed=7",
+        "data.batch_size=range(16, 64, 16)", "loss=choice(mae, huber)", "model.dropout=0.3", "seed=7",
     ])  # fmt: skip
     assert space.distributions == {
         "optimizer.lr": FloatDistribution(1e-5, 1e-3, log=True),
@@ -101,3 +104,43 @@ def test_a_pareto_front_follows_each_objectives_direction():
     table = pd.DataFrame({"run": ["a", "b", "c"], "status": "finished", "acc": [0.9, 0.8, 0.7], "ms": [5.0, 4.0, 6.0]})
     front = pareto_front(table, {"acc": "maximize", "ms": "minimize"})
     assert front["run"].tolist() == ["a", "b"]
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_optuna_dashboard_shows_a_searchs_trials_with_their_epochs_in_a_browser(tmp_path):
+    """The README's command, `optuna-dashboard multirun/<task_name>/optuna.journal`, on a journal
+    as a search leaves it, looked at in headless Chromium."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    journal = tmp_path / "multirun" / "demo" / "optuna.journal"
+    storage = open_storage(str(journal))
+    study = optuna.create_study(study_name="demo", storage=storage)
+    space = {"optimizer.lr": FloatDistribution(1e-5, 1e-3, log=True), "loss": CategoricalDistribution(["mae", "mse"])}
+    for curve in ([4.0, 2.5, 1.9], [7.5], [3.8, 2.2, 1.6]):  # val MAE per epoch; the second trial pruned
+        trial = study.ask(space)
+        for epoch, value in enumerate(curve):
+            trial.report(value, epoch)
+        study.tell(trial, curve[-1] if len(curve) > 1 else None, state=None if len(curve) > 1 else TrialState.PRUNED)
+    port = free_port()
+    dashboard = subprocess.Popen(
+        [Path(sys.executable).parent / "optuna-dashboard", str(journal), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_answering(f"{url}/api/studies", dashboard, timeout_s=60)
+        with headless_chromium() as browser:
+            browser.get(f"{url}/dashboard/studies/{storage.get_study_id_from_name('demo')}/trials")
+            body = (By.TAG_NAME, "body")
+            WebDriverWait(browser, 30).until(expected_conditions.text_to_be_present_in_element(body, "3 Trials"))
+            page = browser.find_element(*body).text
+            screenshot(browser, "optuna_dashboard_trials")
+    finally:
+        dashboard.terminate()
+        dashboard.wait(timeout=30)
+    assert all(f"Trial {number}" in page for number in range(3))
+    assert "Pruned" in page and "Best Trial" in page
+    assert "Intermediate Values" in page and "0 4\n1 2.5\n2 1.9" in page  # the first trial's epochs

@@ -30,9 +30,10 @@ from boneage.selfcheck.measure import best_method, methods_table
 from boneage.selfcheck.methods import METHODS, Evidence
 from boneage.serve import build_app
 from boneage.serving.load_test import served
+from tests.browser import needs_chromium
 from tests.dicom_files import dataset, radiograph, write_dicom
 from tests.helpers import ROOT, cli_environment, compose_app, demo_model
-from tests.test_serve import assert_laid_out, needs_chromium, page_with_answer
+from tests.test_serve import assert_laid_out, page_with_answer
 
 ACCEPTED = ["CR", "DX", "RG", "OT"]
 EARLIER = ROOT / "tests" / "fixtures" / "earlier_version"  # written by boneage before self-validation

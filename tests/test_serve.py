@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import os
-import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +20,7 @@ from fastapi.testclient import TestClient
 from boneage.evaluation.inference import load_run
 from boneage.serve import build_app
 from boneage.serving.load_test import load_test, served
+from tests.browser import headless_chromium, needs_chromium, screenshot
 from tests.helpers import cli_environment, compose_app, write_run
 
 NO_VALIDATION = ["interval=null", "ood_quantile=null"]  # these runs have no validation subjects to fit intervals on
@@ -159,9 +158,6 @@ def test_bounded_load_test_has_no_errors(server):
     assert httpx.get(f"{server}/model").json()["batches"]["largest"] > 1
 
 
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-# Screenshots of the page as the browser tests saw it, kept for a person to look at.
-ARTEFACTS = Path(os.environ.get("BONEAGE_TEST_ARTEFACTS", Path(__file__).parents[1] / "test-artefacts"))
 # The page's visible blocks, each as the box it is drawn in; `pieces`: how many boxes the browser
 # draws for it (an inline element wraps its padding and border around each of its lines).
 BLOCKS = "#model, #key-row, #drop, #sex-row, #predict, #preview, #result .head, #result .flag, #error"
@@ -174,8 +170,7 @@ BOXES = f"""return [...document.querySelectorAll('{BLOCKS}')]
 
 def assert_laid_out(page: Any, artefact: str) -> None:
     """Every block of the page is one box, no two overlap, and the page is kept as a screenshot."""
-    ARTEFACTS.mkdir(parents=True, exist_ok=True)
-    page.save_screenshot(str(ARTEFACTS / f"{artefact}.png"))
+    screenshot(page, artefact)
     boxes = page.execute_script(BOXES)
     assert {"model", "drop", "predict"} <= {box["name"] for box in boxes}
     for box in boxes:
@@ -184,12 +179,6 @@ def assert_laid_out(page: Any, artefact: str) -> None:
         apart = (one["right"] <= other["left"] or other["right"] <= one["left"] or one["bottom"] <= other["top"]
                  or other["bottom"] <= one["top"])  # fmt: skip
         assert apart, f"{one['name']} and {other['name']} overlap: {one} {other}"
-
-
-needs_chromium = pytest.mark.skipif(
-    not (CHROMIUM and CHROMEDRIVER),
-    reason="no system Chromium: apt-get install -y chromium chromium-driver (as .ci/run does)",
-)
 
 
 def first_assessed(url: str, images: pd.Series) -> tuple[Path, dict[str, Any]]:
@@ -207,19 +196,11 @@ def first_assessed(url: str, images: pd.Series) -> tuple[Path, dict[str, Any]]:
 def page_with_answer(url: str, image: Path, model_text: str, result_ready: tuple[str, str]) -> Iterator[Any]:
     """The served page in headless Chromium once `image` is chosen and predicted: it waits for the
     model line to say `model_text`, then for the element `result_ready` (By, selector) to appear."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
-        options.add_argument(flag)
-    options.add_argument("--window-size=1200,900")  # a desktop browser's width
-    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    try:
+    with headless_chromium() as browser:
         browser.get(url)
         WebDriverWait(browser, 20).until(
             expected_conditions.text_to_be_present_in_element((By.ID, "model"), model_text)
@@ -228,8 +209,6 @@ def page_with_answer(url: str, image: Path, model_text: str, result_ready: tuple
         browser.find_element(By.ID, "predict").click()
         WebDriverWait(browser, 30).until(expected_conditions.presence_of_element_located(result_ready))
         yield browser
-    finally:
-        browser.quit()
 
 
 @pytest.mark.slow

@@ -71,19 +71,27 @@ def served(
     process = subprocess.Popen(command, cwd=cwd, env=env, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                if httpx.get(f"{url}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"boneage.serve did not start: {process.stderr.read()[-2000:]}") from None
-                time.sleep(0.3)
+        wait_until_answering(f"{url}/health", process, timeout_s)
         yield Server(url, process.pid)
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def wait_until_answering(url: str, process: subprocess.Popen, timeout_s: float) -> None:
+    """Returns once `url` answers 200. If `process` (the server, its stderr piped) ends first or
+    `timeout_s` passes, raises with the end of what the server wrote."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(url).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()  # its output ends, so reading it cannot block
+            raise RuntimeError(f"{url} did not answer: {process.stderr.read()[-2000:]}")
+        time.sleep(0.3)
 
 
 def free_port() -> int:
