@@ -14,6 +14,7 @@ from boneage.config.errors import ConfigError
 from boneage.report import main as report_main
 from boneage.runs.records import RunRecord
 from boneage.runs.sweep_resume import continue_sweep_job
+from boneage.search.storage import open_storage
 from tests.helpers import TINY, record_of, run_cli, start_cli, wait_until_gone
 
 
@@ -93,6 +94,28 @@ def test_a_sweep_killed_part_way_resumes_to_the_records_and_report_of_an_uninter
         assert record["status"] == "finished"
         assert record["metrics"] == pytest.approx(reference["metrics"], abs=1e-6), job
     pd.testing.assert_frame_equal(comparable(sweep), comparable(uninterrupted_sweep))
+
+
+@pytest.mark.slow
+def test_an_optuna_search_killed_mid_trial_resumes_and_leaves_no_trial_running(tmp_path, data_dir):
+    """The search is killed while its trial trains (the in-process launcher: the trial dies with it).
+    Run again, it ends that trial as its record says (failed: it never finished), keeping the epochs
+    it reported, and goes on with a new trial."""
+    import optuna
+
+    search = ["-m", *TINY, "hparams_search=optuna", "hydra.sweeper.sampler.n_startup_trials=1"]
+    process = start_cli([*search, "trainer.max_epochs=50"], tmp_path, data_dir)
+    runs = tmp_path / "multirun" / "demo"
+    while not any(len(record_of(run.parent).get("history", [])) >= 2 for run in runs.glob("*/0/run.json")):
+        assert process.poll() is None, process.stderr.read()[-3000:]
+        time.sleep(0.2)
+    process.kill()
+    process.wait(timeout=30)
+    resumed = run_cli([*search, "hydra.sweeper.n_trials=1"], tmp_path, data_dir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    study = optuna.load_study(study_name="demo", storage=open_storage(str(runs / "optuna.journal")))
+    assert [trial.state.name for trial in study.trials] == ["FAIL", "COMPLETE"]
+    assert len(study.trials[0].intermediate_values) >= 2
 
 
 def job_folder(tmp_path: Path, **record) -> DictConfig:
