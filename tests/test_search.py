@@ -94,6 +94,7 @@ def test_the_report_shows_a_two_objective_searchs_pareto_front(tmp_path, capsys)
     assert "pruned: search/4: pruned at epoch 1" in printed
     table = pd.read_csv(tmp_path / "search" / "report.csv")
     assert table["status"].tolist()[-1] == "pruned"  # ranked after the finished ones, though its MAE is lower
+    assert "inference_ms_per_image" not in table  # the speed objective is the inference_ms column
     report = (tmp_path / "search" / "report.md").read_text()
     front = report.split("## Pareto front")[1]
     assert "search/3" in front and "search/1" in front and "search/0" in front and "search/2" not in front

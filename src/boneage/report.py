@@ -11,7 +11,7 @@ import argparse
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -105,34 +105,51 @@ def _plot_architectures(finished: pd.DataFrame, ranking: Ranking, path: Path) ->
     return save_figure(figure, path)
 
 
-def write_report(table: pd.DataFrame, folds: pd.DataFrame, out_dir: Path) -> list[Path]:
+class ListedApart(NamedTuple):
+    """What a report shows besides the ranking: trials the search pruned, runs that did not finish,
+    and a multi-objective search's Pareto front (None for one objective)."""
+
+    pruned: pd.DataFrame
+    unfinished: pd.DataFrame
+    front: pd.DataFrame | None
+
+
+def listed_apart(table: pd.DataFrame) -> ListedApart:
+    objectives = table.attrs.get("objectives")
+    return ListedApart(
+        pruned=table[table["status"] == "pruned"],
+        unfinished=table[~table["status"].isin(["finished", "pruned"])],
+        front=pareto_front(table, objectives) if objectives else None,
+    )
+
+
+def write_report(table: pd.DataFrame, folds: pd.DataFrame, apart: ListedApart, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     shown = table.drop(columns="error")
     shown.to_csv(out_dir / "report.csv")
-    failed = table[~table["status"].isin(["finished", "pruned"])]
-    pruned = table[table["status"] == "pruned"]
     lines = [f"# Runs ranked by val {_metric_name(table.attrs['ranking'])}", "", shown.to_markdown(floatfmt=".4g"), ""]
-    if len(pruned):
+    if len(apart.pruned):
         lines += [
             "## Trials the search pruned",
             "",
-            *(f"- `{row.run}`: {_pruned(row)}" for row in pruned.itertuples()),
+            *(f"- `{row.run}`: {_pruned(row)}" for row in apart.pruned.itertuples()),
             "",
         ]
-    if len(failed):
+    if len(apart.unfinished):
         lines += ["## Runs that did not finish", ""]
-        lines += [f"- `{row.run}`: {_failure(row)}" for row in failed.itertuples()]
+        lines += [f"- `{row.run}`: {_failure(row)}" for row in apart.unfinished.itertuples()]
     written = [out_dir / "report.csv", out_dir / "report.md"]
-    if objectives := table.attrs.get("objectives"):
-        front = pareto_front(table, objectives)
+    if apart.front is not None:
+        objectives = table.attrs["objectives"]
         lines += [
             "## Pareto front",
             "",
             f"Finished trials no other beats on every objective ({_goals(objectives)}).",
             "",
         ]
-        lines += [front[["run", *objectives, *swept_parameters(table)]].to_markdown(index=False, floatfmt=".4g"), ""]
-        written.append(plot_pareto(table, front, objectives, out_dir / "pareto_front.png"))
+        columns = ["run", *objectives, *swept_parameters(table)]
+        lines += [apart.front[columns].to_markdown(index=False, floatfmt=".4g"), ""]
+        written.append(plot_pareto(table, apart.front, objectives, out_dir / "pareto_front.png"))
     if not folds.empty:
         folds.to_csv(out_dir / "report_folds.csv", index=False)
         lines += ["## Cross-validation (mean and std over folds)", "", folds.to_markdown(index=False), ""]
@@ -156,18 +173,19 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.baseline:
         table = compare_with_baseline(table, args.baseline)
     folds = aggregate_folds(table)
-    written = write_report(table, folds, args.out or args.paths[0])
+    apart = listed_apart(table)
+    written = write_report(table, folds, apart, args.out or args.paths[0])
     with pd.option_context("display.width", 200, "display.max_columns", None):
         print(table.drop(columns="error").to_string(float_format=lambda v: f"{v:.4g}"))
     if not folds.empty:
         print("cross-validation (mean and std over folds):\n" + folds.to_string(index=False))
-    for row in table[table["status"] == "pruned"].itertuples():
+    for row in apart.pruned.itertuples():
         print(f"pruned: {row.run}: {_pruned(row)}")
-    for row in table[~table["status"].isin(["finished", "pruned"])].itertuples():
+    for row in apart.unfinished.itertuples():
         print(f"not finished: {row.run}: {_failure(row)}")
-    if objectives := table.attrs.get("objectives"):
-        front = pareto_front(table, objectives)
-        print(f"Pareto front ({_goals(objectives)}):\n" + front[["run", *objectives]].to_string(index=False))
+    if apart.front is not None:
+        objectives = table.attrs["objectives"]
+        print(f"Pareto front ({_goals(objectives)}):\n" + apart.front[["run", *objectives]].to_string(index=False))
     print("wrote " + ", ".join(str(path) for path in written))
 
 

@@ -104,6 +104,10 @@ def run_row(run_dir: Path, root: Path) -> dict[str, Any]:
     )
 
 
+# Measured speeds that already have a column of their own, under a shorter name.
+SPEED_COLUMNS = {"inference_ms_per_image": "inference_ms"}
+
+
 def _search_columns(record: dict[str, Any]) -> dict[str, Any]:
     """A search trial's extra columns: where it was pruned, and each objective of a
     multi-objective search (`_objectives`: column -> direction, for the Pareto front)."""
@@ -114,7 +118,7 @@ def _search_columns(record: dict[str, Any]) -> dict[str, Any]:
     objectives = search.get("objectives") or []
     if len(objectives) > 1:
         measured = {**(record.get("speed") or {}), **(record.get("metrics") or {})}
-        slugs = [name.replace("/", "_") for name in objectives]
+        slugs = [SPEED_COLUMNS.get(name, name.replace("/", "_")) for name in objectives]
         columns_ |= {slug: measured.get(name) for slug, name in zip(slugs, objectives, strict=True)}
         columns_["_objectives"] = dict(zip(slugs, search["directions"], strict=True))
     return columns_
