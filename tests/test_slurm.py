@@ -4,6 +4,7 @@ reason, where the daemons cannot start (no slurm-wlm, not root)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -125,20 +126,27 @@ def test_srun_starts_both_ranks_of_a_ddp_job_in_one_run_folder(cluster, tmp_path
 
 
 @pytest.mark.slow
-def test_an_optuna_search_runs_two_trials_at_once_as_two_slurm_jobs(cluster, tmp_path, data_dir):
+def test_an_optuna_search_runs_its_trials_as_slurm_jobs_two_at_once_prunes_and_resumes(cluster, tmp_path, data_dir):
+    """Each trial is a SLURM job that reports its epochs to the study's journal itself: trial 0 is
+    pruned from its job, the others complete, and a second command continues the study."""
     import optuna
 
-    sweep_dir = tmp_path / "search"
-    search = [*TINY, "hparams_search=optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2",
-              "hydra.sweeper.sampler.n_startup_trials=1"]  # fmt: skip
-    process = sweep(search, sweep_dir, data_dir)
+    search = [*TINY, "hparams_search=optuna", "hydra.sweeper.sampler.n_startup_trials=1", "trainer.max_epochs=2"]
+    pruning = ["search/pruner=none", "search.pruner._target_=tests.pruners.PruneTrialZero"]
+    first_dir, second_dir = tmp_path / "search", tmp_path / "resumed"
+    process = sweep([*search, *pruning, "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=2"], first_dir, data_dir)
+    assert process.wait(timeout=400) == 0, process.stderr.read()[-3000:]
+    assert len(job_ids(first_dir)) == 3  # one SLURM job per trial
+    pruned, first, second = (record_of(first_dir / str(job)) for job in range(3))
+    assert pruned["status"] == "pruned" and pruned["pruned"]["epoch"] == 0 and len(pruned["history"]) == 1
+    assert first["status"] == second["status"] == "finished" and len(first["history"]) == 2
+    assert ran_at_once(pruned, first)
+    process = sweep([*search, "hydra.sweeper.n_trials=1"], second_dir, data_dir)
     assert process.wait(timeout=300) == 0, process.stderr.read()[-3000:]
-    assert len(job_ids(sweep_dir)) == 2  # one SLURM job per trial
-    first, second = (record_of(sweep_dir / str(job)) for job in range(2))
-    assert first["status"] == second["status"] == "finished"
-    assert ran_at_once(first, second)
     study = optuna.load_study(study_name="demo", storage=open_storage(str(tmp_path / "multirun/demo/optuna.journal")))
-    assert [trial.state.name for trial in study.trials] == ["COMPLETE", "COMPLETE"]
+    assert [trial.state.name for trial in study.trials] == ["PRUNED", "COMPLETE", "COMPLETE", "COMPLETE"]
+    [resumed] = second_dir.glob("*/run.json")
+    assert json.loads(resumed.read_text())["search"]["trial"] == 3
 
 
 @pytest.mark.slow
