@@ -173,7 +173,10 @@ def test_a_pruned_trials_slot_starts_the_next_trial_before_its_sibling_ends_and_
     study = optuna.load_study(study_name="demo", storage=open_storage(str(tmp_path / "multirun/demo/optuna.journal")))
     assert [t.state.name for t in study.trials] == ["PRUNED", "COMPLETE", "COMPLETE", "COMPLETE"]
     assert list(study.trials[0].intermediate_values) == [0]
-    assert list(study.trials[1].intermediate_values) == list(range(12))  # one report per epoch trained
+    reported = study.trials[1].intermediate_values
+    assert list(reported) == list(range(12))  # one report per epoch trained
+    assert list(reported.values()) == sorted(reported.values(), reverse=True)  # its best val MAE so far
+    assert reported[11] == pytest.approx(study.trials[1].value)  # which is the trial's result at the end
     assert {"optimizer.lr", "optimizer.weight_decay", "model.dropout", "loss"} <= set(study.best_params)
     first, second = sorted(tmp_path.glob("multirun/demo/*/"))
     pruned, sibling, successor = (json.loads((first / str(job) / "run.json").read_text()) for job in range(3))

@@ -90,7 +90,7 @@ def search_trial_pruning(cfg: DictConfig, record: ZeroRankRecord) -> TrialPrunin
         directions = [direction.name.lower() for direction in trial.study.directions]
         record.update(search={"study": search.study_name, "storage": search.storage, "trial": trial.number,
                               "objectives": list(objectives), "directions": directions})  # fmt: skip
-    return TrialPruning(trial, cfg.task.monitor)
+    return TrialPruning(trial, cfg.task.monitor, cfg.task.mode)
 
 
 def _pruned(cfg: DictConfig, record: ZeroRankRecord, pruning: TrialPruning, best: str | None) -> TrainedJob:
