@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: help install train train-classify train-score train-multitask test test-fast bench stress gpu-check serve cluster cluster-stop lint format tensorboard clean
+.PHONY: help install train train-classify train-score train-multitask test test-fast bench measure-pruning stress gpu-check serve cluster cluster-stop lint format tensorboard clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ test-fast: install  ## the test suite without the slow end-to-end tests
 
 bench: install  ## speed: loader (cold vs cached), framework overhead, models, start-up; ARGS=bench=quick for seconds
 	$(PY) -m boneage.bench $(ARGS)
+
+measure-pruning: install  ## the demo search with and without pruning: epochs trained and best val MAE (about an hour)
+	$(PY) scripts/measure_pruning.py $(ARGS)
 
 stress: install  ## run the 3-job DDP sweep 10 times: hangs must be 0 (not in CI; ARGS="--rounds 3")
 	$(PY) scripts/stress_ddp_sweep.py $(ARGS)
