@@ -6,6 +6,7 @@ study), the best val MAE, how many trials were pruned, and both as a share of th
 search's. The first pruner named is the baseline (default: none). Each search's runs and journal
 are kept under outputs/measure_pruning/<time>/<pruner>/.
     make measure-pruning ARGS="--trials 12 --epochs 6"
+    make measure-pruning ARGS="search.pruner.min_resource=2 --pruners successive_halving"
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def run_search(pruner: str, folder: Path, args: argparse.Namespace) -> None:
         f"hydra.sweeper.n_trials={args.trials}", f"hydra.sweeper.sampler.n_startup_trials={args.startup}",
         f"hydra.sweeper.study_name={STUDY}", f"hydra.sweeper.storage={folder / 'optuna.journal'}",
         f"hydra.sweep.dir={folder}", f"trainer.max_epochs={args.epochs}", f"seed={args.seed}",
-        f"data.source.n_subjects={args.subjects}", "callbacks.progress_bar.refresh_rate=0",
+        f"data.source.n_subjects={args.subjects}", "callbacks.progress_bar.refresh_rate=0", *args.overrides,
     ]  # fmt: skip
     folder.mkdir(parents=True)
     with open(folder / "search.log", "w") as log:
@@ -59,6 +60,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20, help="most epochs a trial trains")
     parser.add_argument("--subjects", type=int, default=200, help="children in the demo data")
     parser.add_argument("--seed", type=int, default=0, help="the sampler's and every trial's seed")
+    parser.add_argument("overrides", nargs="*", help="more Hydra overrides for every search")
     args = parser.parse_args()
     root = Path("outputs") / "measure_pruning" / time.strftime("%Y-%m-%d_%H-%M-%S")
     results = {}
