@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import optuna
 
+# A search's overrides that make trial 0 its one pruned trial.
+PRUNE_TRIAL_ZERO = ["search/pruner=none", "search.pruner._target_=tests.pruners.PruneTrialZero"]
+
 
 class PruneTrialZero(optuna.pruners.BasePruner):
     """Prunes trial 0 at its first report and never any other trial: a search with it has one

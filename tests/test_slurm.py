@@ -17,6 +17,7 @@ import pytest
 from boneage.report import build_table
 from boneage.search.storage import open_storage
 from tests.helpers import ROOT, TINY, ran_at_once, record_of, run_cli, start_cli
+from tests.pruners import PRUNE_TRIAL_ZERO
 
 SLURM_CPU = [
     "launcher=slurm", "hydra.launcher.partition=debug", "hydra.launcher.gpus_per_node=0",
@@ -132,9 +133,9 @@ def test_an_optuna_search_runs_its_trials_as_slurm_jobs_two_at_once_prunes_and_r
     import optuna
 
     search = [*TINY, "hparams_search=optuna", "hydra.sweeper.sampler.n_startup_trials=1", "trainer.max_epochs=2"]
-    pruning = ["search/pruner=none", "search.pruner._target_=tests.pruners.PruneTrialZero"]
     first_dir, second_dir = tmp_path / "search", tmp_path / "resumed"
-    process = sweep([*search, *pruning, "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=2"], first_dir, data_dir)
+    two_at_once = ["hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=2"]
+    process = sweep([*search, *PRUNE_TRIAL_ZERO, *two_at_once], first_dir, data_dir)
     assert process.wait(timeout=400) == 0, process.stderr.read()[-3000:]
     assert len(job_ids(first_dir)) == 3  # one SLURM job per trial
     pruned, first, second = (record_of(first_dir / str(job)) for job in range(3))

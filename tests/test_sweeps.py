@@ -19,6 +19,7 @@ from boneage.report import build_table
 from boneage.report import main as report_main
 from boneage.search.storage import open_storage
 from tests.helpers import CONF_DIR, TINY, ran_at_once, run_cli
+from tests.pruners import PRUNE_TRIAL_ZERO
 from tests.slot_claim import claim_a_slot
 
 EXPECTED_JOBS = {
@@ -163,9 +164,8 @@ def test_a_pruned_trials_slot_starts_the_next_trial_before_its_sibling_ends_and_
     history, and its slot starts trial 2 while trial 1 still trains. A second command continues
     the same study."""
     args = [*TINY, "hparams_search=optuna", "hydra.sweeper.sampler.n_startup_trials=1", "trainer.max_epochs=12"]
-    pruning = ["search/pruner=none", "search.pruner._target_=tests.pruners.PruneTrialZero"]
     at_once = ["hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=2", "launcher=parallel", "launcher.cpu_jobs=2"]
-    for search in ([*pruning, *at_once], ["hydra.sweeper.n_trials=1"]):  # the second continues the study
+    for search in ([*PRUNE_TRIAL_ZERO, *at_once], ["hydra.sweeper.n_trials=1"]):  # the second continues the study
         result = run_cli(["-m", *args, *search], tmp_path, data_dir)
         assert result.returncode == 0, result.stderr[-3000:]
     import optuna

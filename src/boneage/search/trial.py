@@ -37,7 +37,7 @@ class StudyTrial:
         return len(self.study.directions) == 1
 
     def report(self, value: float, epoch: int) -> bool:
-        """Report the epoch's metric; whether the pruner stops the trial here."""
+        """Report the trial's value at this epoch; whether the pruner stops the trial here."""
         self.trial.report(value, step=epoch)
         return self.trial.should_prune()
 

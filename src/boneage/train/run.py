@@ -100,7 +100,7 @@ def _pruned(cfg: DictConfig, record: ZeroRankRecord, pruning: TrialPruning, best
     if pruning.trial is not None:
         pruning.trial.pruned()
     _say(
-        f"pruned at epoch {epoch} ({cfg.task.monitor} {value:.4f}): the study's pruner stopped this trial\n"
+        f"pruned at epoch {epoch} (best {cfg.task.monitor} so far {value:.4f}): the study's pruner stopped this trial\n"
         f"run directory:   {cfg.paths.output_dir}"
     )
     return TrainedJob({}, best, cfg.paths.output_dir, pruned=True)
