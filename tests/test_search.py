@@ -16,6 +16,7 @@ from optuna.trial import TrialState
 
 from boneage.config.errors import ConfigError
 from boneage.report import main as report_main
+from boneage.runs.objectives import objective_values
 from boneage.runs.pareto import pareto_front
 from boneage.search.space import SearchSpace
 from boneage.search.storage import open_storage
@@ -105,6 +106,14 @@ def test_a_pareto_front_follows_each_objectives_direction():
     table = pd.DataFrame({"run": ["a", "b", "c"], "status": "finished", "acc": [0.9, 0.8, 0.7], "ms": [5.0, 4.0, 6.0]})
     front = pareto_front(table, {"acc": "maximize", "ms": "minimize"})
     assert front["run"].tolist() == ["a", "b"]
+
+
+def test_an_objective_is_read_from_the_metrics_before_the_speeds_and_a_missing_one_is_none():
+    metrics, speed = {"val/mae": 1.2, "shared": 1.0}, {"inference_ms_per_image": 3.0, "shared": 9.0}
+    assert objective_values("val/mae", metrics, speed) == 1.2
+    assert objective_values(["val/mae", "inference_ms_per_image"], metrics, speed) == [1.2, 3.0]
+    assert objective_values(["shared"], metrics, speed) == [1.0]
+    assert objective_values(["val/mae", "val/rmse"], metrics, speed) is None  # the trial failed
 
 
 @pytest.mark.slow

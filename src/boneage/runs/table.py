@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
+from boneage.runs.objectives import measured
 from boneage.runs.records import RECORD_NAME, process_gone
 from boneage.runs.techniques import active_techniques
 
@@ -117,9 +118,9 @@ def _search_columns(record: dict[str, Any]) -> dict[str, Any]:
         columns_["pruned_epoch"] = (record.get("pruned") or {}).get("epoch")
     objectives = search.get("objectives") or []
     if len(objectives) > 1:
-        measured = {**(record.get("speed") or {}), **(record.get("metrics") or {})}
+        values = measured(record.get("metrics") or {}, record.get("speed"))
         slugs = [SPEED_COLUMNS.get(name, name.replace("/", "_")) for name in objectives]
-        columns_ |= {slug: measured.get(name) for slug, name in zip(slugs, objectives, strict=True)}
+        columns_ |= {slug: values.get(name) for slug, name in zip(slugs, objectives, strict=True)}
         columns_["_objectives"] = dict(zip(slugs, search["directions"], strict=True))
     return columns_
 

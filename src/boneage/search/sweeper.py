@@ -29,9 +29,9 @@ from optuna.trial import FrozenTrial, TrialState
 
 from boneage.config.errors import ConfigError, TrainingError
 from boneage.config.resolvers import study_storage
+from boneage.runs.objectives import objective_values
 from boneage.runs.records import RunRecord
 from boneage.runtime.lifetime import alive
-from boneage.search.objective import as_values, objective_values
 from boneage.search.space import SearchSpace
 from boneage.search.storage import open_storage
 
@@ -143,6 +143,11 @@ class OptunaSearch:
 
 def _numbers(study: optuna.Study, state: TrialState) -> set[int]:
     return {trial.number for trial in study.get_trials(deepcopy=False, states=(state,))}
+
+
+def as_values(returned: Any) -> list[float]:
+    """One objective value or several, as the list of floats Optuna's `tell` takes."""
+    return [float(value) for value in (returned if isinstance(returned, list | tuple) else [returned])]
 
 
 def trial_values(job: JobReturn) -> list[float] | None:

@@ -19,13 +19,13 @@ from boneage.config.build import build_data_and_module, build_trainer
 from boneage.config.checks import check_checkpoint, check_config, check_free_space, warn_of_settings_longer_than_the_run
 from boneage.runs.hparams import log_final_metrics, log_run_hparams
 from boneage.runs.lifecycle import ZeroRankRecord, recorded_run
+from boneage.runs.objectives import objective_values
 from boneage.runs.summary import format_summary
 from boneage.runs.sweep_resume import continue_sweep_job, requeued_here
 from boneage.runs.trackers import trackers_ended
 from boneage.runtime.ddp import ddp_failures_explained, distributed_job_scope, route_ranks_to_job_directory
 from boneage.runtime.lifetime import PROMPT_STOP
 from boneage.runtime.speed import measure_inference
-from boneage.search.objective import objective_values
 from boneage.search.trial import StudyTrial
 
 
