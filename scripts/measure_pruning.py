@@ -7,6 +7,12 @@ search's. The first pruner named is the baseline (default: none). Each search's 
 are kept under outputs/measure_pruning/<time>/<pruner>/.
     make measure-pruning ARGS="--trials 12 --epochs 6"
     make measure-pruning ARGS="search.pruner.min_resource=2 --pruners successive_halving"
+
+--replay <journal> trains nothing: it replays the trials of an unpruned search, one after another,
+through each pruner (its conf/search/pruner/ config), and prints what each would have trained and
+kept. Every pruner then judges the same trials: it shows the pruner's part apart from the sampler's,
+which in a real pruned search learns from the pruned trials and samples other ones.
+    make measure-pruning ARGS="--replay outputs/measure_pruning/<time>/none/optuna.journal"
 """
 
 from __future__ import annotations
@@ -18,8 +24,12 @@ import time
 from pathlib import Path
 
 import optuna
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
 
 from boneage.search.storage import open_storage
+
+PRUNER_CONFIGS = Path(__file__).resolve().parents[1] / "conf" / "search" / "pruner"
 
 STUDY = "measure_pruning"
 
@@ -52,6 +62,50 @@ def summarise(folder: Path) -> dict:
     }
 
 
+def replay(journal: Path, pruner_name: str, overrides: list[str]) -> dict:
+    """What `pruner_name` would have trained and kept of the finished trials in `journal`, run one
+    at a time in their order: each trial's reports (its best so far) go to the pruner until it prunes.
+    Of `overrides`, those of `search.pruner.<key>` apply to the pruners that have that key."""
+    source = optuna.load_study(study_name=STUDY, storage=open_storage(str(journal)))
+    finished_trials = source.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    # max_epochs, unless early stopping ended every trial sooner (Hyperband's max_resource)
+    longest = max(len(trial.intermediate_values) for trial in finished_trials)
+    pruner = OmegaConf.load(PRUNER_CONFIGS / f"{pruner_name}.yaml")
+    changed = OmegaConf.from_dotlist([key.removeprefix("search.pruner.") for key in overrides])
+    pruner.merge_with({key: value for key, value in changed.items() if key in pruner})
+    config = OmegaConf.merge({"trainer": {"max_epochs": longest}, "pruner": pruner})
+    study = optuna.create_study(direction=source.direction, pruner=instantiate(config.pruner))
+    epochs, pruned = 0, 0
+    for finished in finished_trials:
+        trial = study.ask()
+        for step, value in sorted(finished.intermediate_values.items()):
+            trial.report(value, step)
+            epochs += 1
+            if trial.should_prune():
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                pruned += 1
+                break
+        else:
+            study.tell(trial, finished.value)
+    return {"trials": len(study.trials), "epochs": epochs, "pruned": pruned, "best": study.best_value}
+
+
+def print_table(results: dict[str, dict], title: str) -> None:
+    """The pruners' figures, each against the first one's (the baseline); minutes where they trained."""
+    baseline = next(iter(results.values()))
+    timed = all("seconds" in result for result in results.values())
+    print(f"\n{title}\n")
+    header = "| pruner | epochs | share of epochs | pruned trials | best val MAE | against baseline |"
+    print(header + " minutes |" * timed)
+    print("|---|---:|---:|---:|---:|---:|" + "---:|" * timed)
+    for pruner, result in results.items():
+        minutes = f" {result['seconds'] / 60:.1f} |" if timed else ""
+        print(
+            f"| {pruner} | {result['epochs']} | {result['epochs'] / baseline['epochs']:.0%} | {result['pruned']} "
+            f"| {result['best']:.3f} | {result['best'] / baseline['best'] - 1:+.1%} |{minutes}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pruners", nargs="+", default=["none", "successive_halving", "hyperband"])
@@ -60,8 +114,14 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=20, help="most epochs a trial trains")
     parser.add_argument("--subjects", type=int, default=200, help="children in the demo data")
     parser.add_argument("--seed", type=int, default=0, help="the sampler's and every trial's seed")
+    parser.add_argument("--replay", type=Path, help="an unpruned search's journal: replay its trials, train nothing")
     parser.add_argument("overrides", nargs="*", help="more Hydra overrides for every search")
     args = parser.parse_args()
+    if args.replay:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line per study replayed
+        results = {pruner: replay(args.replay, pruner, args.overrides) for pruner in args.pruners}
+        print_table(results, f"the {results[args.pruners[0]]['trials']} finished trials of {args.replay}, replayed")
+        return
     root = Path("outputs") / "measure_pruning" / time.strftime("%Y-%m-%d_%H-%M-%S")
     results = {}
     for pruner in args.pruners:
@@ -69,15 +129,7 @@ def main() -> None:
         run_search(pruner, root / pruner, args)
         results[pruner] = summarise(root / pruner) | {"seconds": time.monotonic() - started}
         print(f"{pruner}: {results[pruner]}", flush=True)
-    baseline = results[args.pruners[0]]
-    print(f"\n{args.trials} trials of up to {args.epochs} epochs, seed {args.seed} ({root})\n")
-    print("| pruner | epochs | share of epochs | pruned trials | best val MAE | against baseline | minutes |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for pruner, result in results.items():
-        print(
-            f"| {pruner} | {result['epochs']} | {result['epochs'] / baseline['epochs']:.0%} | {result['pruned']} "
-            f"| {result['best']:.3f} | {result['best'] / baseline['best'] - 1:+.1%} | {result['seconds'] / 60:.1f} |"
-        )
+    print_table(results, f"{args.trials} trials of up to {args.epochs} epochs, seed {args.seed} ({root})")
 
 
 if __name__ == "__main__":

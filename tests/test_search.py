@@ -1,8 +1,10 @@
 """The Optuna search's parts that need no training: its space, its storage, a killed search's
-trials, and the Pareto front of a multi-objective search."""
+trials, the Pareto front of a multi-objective search, and the replay of a search's trials
+through the pruners."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -23,6 +25,7 @@ from boneage.search.storage import open_storage
 from boneage.search.sweeper import finish_stale_trials
 from boneage.serving.load_test import free_port, wait_until_answering
 from tests.browser import headless_chromium, needs_chromium, screenshot
+from tests.helpers import ROOT
 
 
 def test_the_hydra_sweep_syntax_becomes_optuna_distributions_and_the_command_line_wins():
@@ -106,6 +109,27 @@ def test_a_pareto_front_follows_each_objectives_direction():
     table = pd.DataFrame({"run": ["a", "b", "c"], "status": "finished", "acc": [0.9, 0.8, 0.7], "ms": [5.0, 4.0, 6.0]})
     front = pareto_front(table, {"acc": "maximize", "ms": "minimize"})
     assert front["run"].tolist() == ["a", "b"]
+
+
+def test_a_replay_feeds_an_unpruned_searchs_trials_to_each_pruner_and_counts_what_it_keeps(tmp_path):
+    """`make measure-pruning ARGS="--replay <journal>"`: the shipped pruner configs judge the same
+    trials. The second trial is slow at first and the best at the end: successive halving, comparing
+    after epoch 1, prunes it there and keeps the first."""
+    spec = importlib.util.spec_from_file_location("measure_pruning", ROOT / "scripts" / "measure_pruning.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    journal = tmp_path / "optuna.journal"
+    study = optuna.create_study(study_name=script.STUDY, storage=open_storage(str(journal)))
+    for curve in ([3.0, 2.0, 1.8, 1.7], [3.5, 2.6, 1.5, 1.2], [2.9, 2.5, 2.4, 2.3]):  # best so far, per epoch
+        trial = study.ask()
+        for epoch, value in enumerate(curve):
+            trial.report(value, epoch)
+        study.tell(trial, curve[-1])
+
+    unpruned = script.replay(journal, "none", [])
+    assert (unpruned["epochs"], unpruned["pruned"], unpruned["best"]) == (12, 0, 1.2)
+    halving = script.replay(journal, "successive_halving", ["search.pruner.min_resource=1", "test=false"])
+    assert (halving["epochs"], halving["pruned"], halving["best"]) == (8, 2, 1.7)  # the third: pruned at epoch 1 too
 
 
 def test_an_objective_is_read_from_the_metrics_before_the_speeds_and_a_missing_one_is_none():
