@@ -41,7 +41,9 @@ def run_search(pruner: str, folder: Path, args: argparse.Namespace) -> None:
         f"hydra.sweeper.n_trials={args.trials}", f"hydra.sweeper.sampler.n_startup_trials={args.startup}",
         f"hydra.sweeper.study_name={STUDY}", f"hydra.sweeper.storage={folder / 'optuna.journal'}",
         f"hydra.sweep.dir={folder}", f"trainer.max_epochs={args.epochs}", f"seed={args.seed}",
-        f"data.source.n_subjects={args.subjects}", "callbacks.progress_bar.refresh_rate=0", *args.overrides,
+        f"data.source.n_subjects={args.subjects}", "callbacks.progress_bar.refresh_rate=0",
+        "test=false",  # a trial's result is its best checkpoint's val metric: the test set would only cost time
+        *args.overrides,
     ]  # fmt: skip
     folder.mkdir(parents=True)
     with open(folder / "search.log", "w") as log:
@@ -74,7 +76,10 @@ def replay(journal: Path, pruner_name: str, overrides: list[str]) -> dict:
     changed = OmegaConf.from_dotlist([key.removeprefix("search.pruner.") for key in overrides])
     pruner.merge_with({key: value for key, value in changed.items() if key in pruner})
     config = OmegaConf.merge({"trainer": {"max_epochs": longest}, "pruner": pruner})
-    study = optuna.create_study(direction=source.direction, pruner=instantiate(config.pruner))
+    # the source's name: Hyperband assigns each trial its bracket by a hash of the study name and trial number
+    study = optuna.create_study(
+        study_name=source.study_name, direction=source.direction, pruner=instantiate(config.pruner)
+    )
     epochs, pruned = 0, 0
     for finished in finished_trials:
         trial = study.ask()
