@@ -46,7 +46,7 @@ test-fast: install  ## the test suite without the slow end-to-end tests
 bench: install  ## speed: loader (cold vs cached), framework overhead, models, start-up; ARGS=bench=quick for seconds
 	$(PY) -m boneage.bench $(ARGS)
 
-measure-pruning: install  ## the demo search with and without pruning: epochs trained and best val MAE (about 45 minutes)
+measure-pruning: install  ## the demo search with and without pruning: epochs trained and best val MAE (about 30 minutes)
 	$(PY) scripts/measure_pruning.py $(ARGS)
 
 stress: install  ## run the 3-job DDP sweep 10 times: hangs must be 0 (not in CI; ARGS="--rounds 3")
