@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from boneage.bench import loader_row
 from tests.helpers import run_cli
 
 
@@ -48,3 +49,13 @@ def test_bench_quick_mode_prints_its_tables_and_writes_json(tmp_path):
         "Targets",
     ):
         assert title in result.stdout
+
+
+@pytest.mark.parametrize("rates", [[246.04, 246.06], [99.96, 100.04, 100.2], [3.0, 3.0]])
+def test_a_loader_settings_median_lies_inside_the_spread_printed_beside_it(rates):
+    """Two repeats of 246.04 and 246.06 images/s have the median 246.05: printed as 246.1 beside a
+    spread rounded to whole images, "246-246", it lay outside its own spread."""
+    row = loader_row(cache=True, workers=2, size=32, clahe=False, rates=rates)
+    low, high = (float(rate) for rate in row["spread"].split("-"))
+    assert low <= row["images_per_s"] <= high
+    assert row["images_per_s_per_core"] == pytest.approx(row["images_per_s"] / 2, abs=0.05)

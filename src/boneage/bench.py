@@ -90,17 +90,23 @@ def measure_loader(cfg: DictConfig) -> list[dict[str, Any]]:
         for loader, setting_rates in zip(loaders, rates, strict=True):
             setting_rates.append(_images_per_second(loader, cfg.bench.loader_seconds))
     return [
-        {
-            "pipeline": "cached" if cache else "cold",
-            "workers": workers,
-            "image_size": size,
-            "clahe": cfg.data.clahe,
-            "images_per_s": round(statistics.median(setting_rates), 1),
-            "spread": f"{min(setting_rates):.0f}-{max(setting_rates):.0f}",
-            "images_per_s_per_core": round(statistics.median(setting_rates) / max(1, workers), 1),
-        }
+        loader_row(cache, workers, size, cfg.data.clahe, setting_rates)
         for (cache, workers, size), setting_rates in zip(settings, rates, strict=True)
     ]
+
+
+def loader_row(cache: bool, workers: int, size: int, clahe: bool, rates: list[float]) -> dict[str, Any]:
+    """One loader setting's figures: the median of its repeats, and their spread at the median's
+    precision (rounding both alike keeps the median inside the spread printed beside it)."""
+    return {
+        "pipeline": "cached" if cache else "cold",
+        "workers": workers,
+        "image_size": size,
+        "clahe": clahe,
+        "images_per_s": round(statistics.median(rates), 1),
+        "spread": f"{min(rates):.1f}-{max(rates):.1f}",
+        "images_per_s_per_core": round(statistics.median(rates) / max(1, workers), 1),
+    }
 
 
 def _train_loader(cfg: DictConfig, cache: bool, workers: int, size: int) -> Any:
