@@ -98,14 +98,15 @@ def measure_loader(cfg: DictConfig) -> list[dict[str, Any]]:
 def loader_row(cache: bool, workers: int, size: int, clahe: bool, rates: list[float]) -> dict[str, Any]:
     """One loader setting's figures: the median of its repeats, and their spread at the median's
     precision (rounding both alike keeps the median inside the spread printed beside it)."""
+    median = statistics.median(rates)
     return {
         "pipeline": "cached" if cache else "cold",
         "workers": workers,
         "image_size": size,
         "clahe": clahe,
-        "images_per_s": round(statistics.median(rates), 1),
+        "images_per_s": round(median, 1),
         "spread": f"{min(rates):.1f}-{max(rates):.1f}",
-        "images_per_s_per_core": round(statistics.median(rates) / max(1, workers), 1),
+        "images_per_s_per_core": round(median / max(1, workers), 1),
     }
 
 
