@@ -3,6 +3,7 @@ types, PACS folder layouts, the header as data, and decompression bombs refused 
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
+import pydicom.data
 import pytest
 from pydicom.uid import JPEG2000, JPEGBaseline8Bit, RLELossless
 
@@ -105,6 +107,15 @@ def test_files_without_a_usable_image_are_refused_with_their_reason(tmp_path):
     assert unreadable_reason(report).startswith("no image in this DICOM file (Basic Text SR Storage, modality SR")
     with pytest.raises(UnreadableImage, match=r"Cannot read image .*report: no image"):
         read_grayscale(report)
+
+
+def test_a_file_no_decoder_reads_names_each_decoders_reason_and_logs_no_traceback(caplog):
+    """pydicom's own 12-bit JPEG Extended sample: neither pylibjpeg nor Pillow decodes it."""
+    sample = pydicom.data.get_testdata_file("JPEG-lossy.dcm")
+    with caplog.at_level(logging.DEBUG):
+        reason = unreadable_reason(sample)
+    assert re.search(r"pylibjpeg: libjpeg error .* pillow: Pillow does not support 'JPEG Extended'", reason)
+    assert not [record for record in caplog.records if record.exc_info]
 
 
 def test_a_bomb_is_refused_from_its_header_before_any_pixel_is_decoded(tmp_path):

@@ -10,6 +10,7 @@ a decompression bomb refused before a pixel is decoded.
 
 from __future__ import annotations
 
+import logging
 import zlib
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,10 @@ from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_voi_lut, p
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from boneage.config.errors import ConfigError, DataError
+
+# pydicom logs each decoding plugin's failure with a traceback before it raises; read_grayscale
+# turns that failure into UnreadableImage naming every plugin's reason, so the tracebacks only repeat it.
+logging.getLogger("pydicom.pixels.decoders.base").addFilter(lambda record: record.exc_info is None)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm")
 MULTI_FRAME = ("first", "refuse")
@@ -77,8 +82,8 @@ def read_grayscale(path: str | Path, limits: ImageLimits | None = None) -> np.nd
     except UnreadableImage:
         raise
     except Exception as error:  # any decoder's failure (corrupt data, a codec's own error, memory) is this file's
-        detail = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise UnreadableImage(path, f"cannot be decoded ({type(error).__name__}: {detail[:200]})") from error
+        detail = " ".join(str(error).split())  # pydicom names each decoding plugin's failure on a line of its own
+        raise UnreadableImage(path, f"cannot be decoded ({type(error).__name__}: {detail[:400]})") from error
 
 
 def unreadable_reason(path: str | Path, limits: ImageLimits | None = None) -> str | None:
