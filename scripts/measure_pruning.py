@@ -111,9 +111,13 @@ def print_table(results: dict[str, dict], title: str) -> None:
         )
 
 
-def main() -> None:
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pruners", nargs="+", default=["none", "successive_halving", "hyperband"])
+    parser.add_argument(
+        "--pruners", nargs="+", default=["none", "successive_halving", "hyperband"],
+        choices=sorted(config.stem for config in PRUNER_CONFIGS.glob("*.yaml")),
+        help="the pruners, the first the baseline (Hydra overrides go before --pruners: it takes every word after it)",
+    )  # fmt: skip
     parser.add_argument("--trials", type=int, default=20, help="trials per search")
     parser.add_argument("--startup", type=int, default=10, help="random trials before TPE takes over")
     parser.add_argument("--epochs", type=int, default=20, help="most epochs a trial trains")
@@ -121,7 +125,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="the sampler's and every trial's seed")
     parser.add_argument("--replay", type=Path, help="an unpruned search's journal: replay its trials, train nothing")
     parser.add_argument("overrides", nargs="*", help="more Hydra overrides for every search")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def main() -> None:
+    args = parse_arguments()
     if args.replay:
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line per study replayed
         results = {pruner: replay(args.replay, pruner, args.overrides) for pruner in args.pruners}

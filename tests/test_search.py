@@ -111,13 +111,19 @@ def test_a_pareto_front_follows_each_objectives_direction():
     assert front["run"].tolist() == ["a", "b"]
 
 
+def measure_pruning_script():
+    """scripts/measure_pruning.py as a module (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("measure_pruning", ROOT / "scripts" / "measure_pruning.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
 def test_a_replay_feeds_an_unpruned_searchs_trials_to_each_pruner_and_counts_what_it_keeps(tmp_path):
     """`make measure-pruning ARGS="--replay <journal>"`: the shipped pruner configs judge the same
     trials. The second trial is slow at first and the best at the end: successive halving, comparing
     after epoch 1, prunes it there and keeps the first."""
-    spec = importlib.util.spec_from_file_location("measure_pruning", ROOT / "scripts" / "measure_pruning.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = measure_pruning_script()
     journal = tmp_path / "optuna.journal"
     study = optuna.create_study(study_name=script.STUDY, storage=open_storage(str(journal)))
     for curve in ([3.0, 2.0, 1.8, 1.7], [3.5, 2.6, 1.5, 1.2], [2.9, 2.5, 2.4, 2.3]):  # best so far, per epoch
@@ -130,6 +136,18 @@ def test_a_replay_feeds_an_unpruned_searchs_trials_to_each_pruner_and_counts_wha
     assert (unpruned["epochs"], unpruned["pruned"], unpruned["best"]) == (12, 0, 1.2)
     halving = script.replay(journal, "successive_halving", ["search.pruner.min_resource=1", "test=false"])
     assert (halving["epochs"], halving["pruned"], halving["best"]) == (8, 2, 1.7)  # the third: pruned at epoch 1 too
+
+
+def test_measure_pruning_refuses_a_hydra_override_after_pruners_naming_the_pruners_it_knows(capsys):
+    """--pruners takes every word after it: an override written there is named, not looked up as a pruner."""
+    script = measure_pruning_script()
+    with pytest.raises(SystemExit):
+        script.parse_arguments(["--pruners", "none", "successive_halving", "search.pruner.min_resource=2"])
+    refusal = capsys.readouterr().err
+    assert "invalid choice: 'search.pruner.min_resource=2'" in refusal and "'successive_halving'" in refusal
+    arguments = script.parse_arguments(["search.pruner.min_resource=2", "--pruners", "none", "successive_halving"])
+    assert arguments.pruners == ["none", "successive_halving"]
+    assert arguments.overrides == ["search.pruner.min_resource=2"]
 
 
 def test_an_objective_is_read_from_the_metrics_before_the_speeds_and_a_missing_one_is_none():
