@@ -11,7 +11,9 @@ are kept under outputs/measure_pruning/<time>/<pruner>/.
 --replay <journal> trains nothing: it replays the trials of an unpruned search, one after another,
 through each pruner (its conf/search/pruner/ config), and prints what each would have trained and
 kept. Every pruner then judges the same trials: it shows the pruner's part apart from the sampler's,
-which in a real pruned search learns from the pruned trials and samples other ones.
+which in a real pruned search learns from the pruned trials and samples other ones. It then prints,
+for the first 12 epochs, how well an epoch's reports rank the trials by their final values: what
+any pruner that judges then has to go on.
     make measure-pruning ARGS="--replay outputs/measure_pruning/<time>/none/optuna.journal"
 """
 
@@ -24,6 +26,7 @@ import time
 from pathlib import Path
 
 import optuna
+import pandas as pd
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -64,14 +67,19 @@ def summarise(folder: Path) -> dict:
     }
 
 
+def finished_trials(journal: Path) -> tuple[optuna.Study, list[optuna.trial.FrozenTrial]]:
+    """The study in `journal` and its finished trials, in their order."""
+    study = optuna.load_study(study_name=STUDY, storage=open_storage(str(journal)))
+    return study, study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+
+
 def replay(journal: Path, pruner_name: str, overrides: list[str]) -> dict:
     """What `pruner_name` would have trained and kept of the finished trials in `journal`, run one
     at a time in their order: each trial's reports (its best so far) go to the pruner until it prunes.
     Of `overrides`, those of `search.pruner.<key>` apply to the pruners that have that key."""
-    source = optuna.load_study(study_name=STUDY, storage=open_storage(str(journal)))
-    finished_trials = source.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    source, trials = finished_trials(journal)
     # max_epochs, unless early stopping ended every trial sooner (Hyperband's max_resource)
-    longest = max(len(trial.intermediate_values) for trial in finished_trials)
+    longest = max(len(trial.intermediate_values) for trial in trials)
     pruner = OmegaConf.load(PRUNER_CONFIGS / f"{pruner_name}.yaml")
     changed = OmegaConf.from_dotlist([key.removeprefix("search.pruner.") for key in overrides])
     pruner.merge_with({key: value for key, value in changed.items() if key in pruner})
@@ -81,7 +89,7 @@ def replay(journal: Path, pruner_name: str, overrides: list[str]) -> dict:
         study_name=source.study_name, direction=source.direction, pruner=instantiate(config.pruner)
     )
     epochs, pruned = 0, 0
-    for finished in finished_trials:
+    for finished in trials:
         trial = study.ask()
         for step, value in sorted(finished.intermediate_values.items()):
             trial.report(value, step)
@@ -93,6 +101,30 @@ def replay(journal: Path, pruner_name: str, overrides: list[str]) -> dict:
         else:
             study.tell(trial, finished.value)
     return {"trials": len(study.trials), "epochs": epochs, "pruned": pruned, "best": study.best_value}
+
+
+def early_ranking(journal: Path, epochs: int = 12) -> pd.DataFrame:
+    """How well each of the first `epochs` epochs foretells the finished trials' results: the rank
+    correlation between the trials' reports at that epoch and their final values, and where the
+    search's best trial ranks then. A pruner that judges at an epoch where its best trial ranks
+    k-th keeps it only by letting k trials go on. A trial that stopped early counts with its last report."""
+    study, trials = finished_trials(journal)
+    reports = pd.DataFrame({trial.number: trial.intermediate_values for trial in trials}).sort_index().ffill()
+    final = pd.Series({trial.number: trial.value for trial in trials})
+    maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+    best = final.idxmax() if maximize else final.idxmin()
+    return pd.DataFrame(
+        {
+            "epoch": reports.index[:epochs] + 1,
+            "rank correlation with the final value": [
+                reports.loc[step].corr(final, method="spearman") for step in reports.index[:epochs]
+            ],
+            "the best trial's rank": [
+                int(reports.loc[step].rank(method="min", ascending=not maximize)[best])
+                for step in reports.index[:epochs]
+            ],
+        }
+    )
 
 
 def print_table(results: dict[str, dict], title: str) -> None:
@@ -134,6 +166,8 @@ def main() -> None:
         optuna.logging.set_verbosity(optuna.logging.WARNING)  # not a line per study replayed
         results = {pruner: replay(args.replay, pruner, args.overrides) for pruner in args.pruners}
         print_table(results, f"the {results[args.pruners[0]]['trials']} finished trials of {args.replay}, replayed")
+        print("\nhow each epoch ranks the trials against their final values\n")
+        print(early_ranking(args.replay).to_markdown(index=False, floatfmt=("g", "+.2f", "g")))
         return
     root = Path("outputs") / "measure_pruning" / time.strftime("%Y-%m-%d_%H-%M-%S")
     results = {}
