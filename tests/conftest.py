@@ -13,7 +13,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from tests.helpers import CONF_DIR
+from tests.helpers import CONF_DIR, demo_model
 
 # Before any run has measured them, a file is reckoned to take this long per test marked slow.
 SLOW_TEST_SECONDS = 20.0
@@ -70,6 +70,15 @@ def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("data")
     os.environ["BONEAGE_DATA_DIR"] = str(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def make_train_run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Path:
+    """The demo model of `make train` (tests/helpers.py: demo_model), trained at most once for the
+    session's test processes: in the parent of their temporary folders (pytest-xdist's workers
+    share it), or in this process's own."""
+    base = tmp_path_factory.getbasetemp()
+    return demo_model(base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base, data_dir)
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ from boneage.pacs.report import FINDINGS, report_values, structured_report
 from boneage.predict import predict
 from boneage.serving.load_test import free_port
 from tests.dicom_files import dataset, radiograph, write_dicom
-from tests.helpers import cli_environment, compose_app, demo_model
+from tests.helpers import cli_environment, compose_app
 from tests.orthanc import NODE_AET, Orthanc, dcmtk, unavailable
 
 SYNTAXES = {ExplicitVRLittleEndian: [], JPEGLosslessSV1: ["-xs"]}  # storescu's option to propose each
@@ -179,12 +179,12 @@ def test_a_node_off_loopback_needs_allowed_callers_and_send_to_is_checked():
 
 # --- against a real Orthanc ------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def archive(tmp_path_factory, data_dir):
+def archive(tmp_path_factory, data_dir, make_train_run):
     """The demo model, a running Orthanc routing to the node, and the node itself."""
     if reason := unavailable():
         pytest.skip(reason)
     root = tmp_path_factory.mktemp("pacs")
-    run = demo_model(root, data_dir)
+    run = make_train_run
     node_port = free_port()
     orthanc = Orthanc(root / "orthanc", node_port)
     (root / "orthanc").mkdir()

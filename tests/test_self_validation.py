@@ -32,7 +32,7 @@ from boneage.serve import build_app
 from boneage.serving.load_test import served
 from tests.browser import needs_chromium
 from tests.dicom_files import dataset, radiograph, write_dicom
-from tests.helpers import ROOT, cli_environment, compose_app, demo_model
+from tests.helpers import ROOT, cli_environment, compose_app
 from tests.test_serve import assert_laid_out, page_with_answer
 
 ACCEPTED = ["CR", "DX", "RG", "OT"]
@@ -117,10 +117,10 @@ def test_max_softmax_scores_an_unsure_class_head_higher():
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory, data_dir):
+def demo_run(tmp_path_factory, make_train_run):
     """The demo model of `make train` (tests/helpers.py: demo_model), and its ONNX export."""
     root = tmp_path_factory.mktemp("demo")
-    run = demo_model(root, data_dir)
+    run = make_train_run
     exported = export(compose_app("export", [f"run={run}", f"output_dir={root / 'export'}"]))
     return run, exported
 

@@ -29,7 +29,7 @@ from boneage.predict import predict
 from boneage.serve import build_app
 from boneage.tasks import AgeHead
 from tests.dicom_files import write_dicom
-from tests.helpers import compose_app, demo_model, run_cli
+from tests.helpers import compose_app, run_cli
 
 SITE = {"advance_years": (0.8, 1.3), "exposure": 1.2}  # its children mature ahead; its plates are brighter
 READER = NodeIdentity("Reading room", "1", "-", manufacturer="Reporting workstation")  # a radiologist's reports
@@ -125,8 +125,8 @@ def test_a_site_table_without_its_age_column_is_named(tmp_path):
 
 
 @pytest.mark.slow(seconds=150)
-def test_the_demo_model_fitted_to_a_second_site_loses_most_of_its_bias_there(tmp_path, data_dir):
-    run = demo_model(tmp_path, data_dir)
+def test_the_demo_model_fitted_to_a_second_site_loses_most_of_its_bias_there(tmp_path, data_dir, make_train_run):
+    run = make_train_run
     labels, images = site_table(tmp_path / "site", subjects=75, seed=11)
     calibration = tmp_path / "calibration.csv"
     pd.read_csv(labels).head(150).to_csv(calibration, index=False)  # the site's 150 labelled images
