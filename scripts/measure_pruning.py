@@ -113,16 +113,14 @@ def early_ranking(journal: Path, epochs: int = 12) -> pd.DataFrame:
     final = pd.Series({trial.number: trial.value for trial in trials})
     maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
     best = final.idxmax() if maximize else final.idxmin()
+    early = reports.iloc[:epochs]
     return pd.DataFrame(
         {
-            "epoch": reports.index[:epochs] + 1,
-            "rank correlation with the final value": [
-                reports.loc[step].corr(final, method="spearman") for step in reports.index[:epochs]
-            ],
-            "the best trial's rank": [
-                int(reports.loc[step].rank(method="min", ascending=not maximize)[best])
-                for step in reports.index[:epochs]
-            ],
+            "epoch": early.index + 1,
+            "rank correlation with the final value": early.corrwith(final, axis=1, method="spearman").to_numpy(),
+            "the best trial's rank": early.rank(axis=1, method="min", ascending=not maximize)[best]
+            .astype(int)
+            .to_numpy(),
         }
     )
 

@@ -119,26 +119,27 @@ def measure_pruning_script():
     return script
 
 
-def unpruned_search(journal: Path, study_name: str) -> None:
-    """Three finished trials of four epochs. The second is slow at first and the best at the end."""
+def unpruned_search(folder: Path, study_name: str) -> Path:
+    """The journal of three finished trials of four epochs, in `folder`. The second trial is slow at
+    first and the best at the end."""
+    journal = folder / "optuna.journal"
     study = optuna.create_study(study_name=study_name, storage=open_storage(str(journal)))
     for curve in ([3.0, 2.0, 1.8, 1.7], [3.5, 2.6, 1.5, 1.2], [2.9, 2.5, 2.4, 2.3]):  # best so far, per epoch
         trial = study.ask()
         for epoch, value in enumerate(curve):
             trial.report(value, epoch)
         study.tell(trial, curve[-1])
+    return journal
 
 
 def test_a_replay_feeds_an_unpruned_searchs_trials_to_each_pruner_and_counts_what_it_keeps(tmp_path):
     """`make measure-pruning ARGS="--replay <journal>"`: the shipped pruner configs judge the same
     trials. Successive halving, comparing after epoch 1, prunes the late best there and keeps the first."""
     script = measure_pruning_script()
-    unpruned_search(tmp_path / "optuna.journal", script.STUDY)
-    unpruned = script.replay(tmp_path / "optuna.journal", "none", [])
+    journal = unpruned_search(tmp_path, script.STUDY)
+    unpruned = script.replay(journal, "none", [])
     assert (unpruned["epochs"], unpruned["pruned"], unpruned["best"]) == (12, 0, 1.2)
-    halving = script.replay(
-        tmp_path / "optuna.journal", "successive_halving", ["search.pruner.min_resource=1", "test=false"]
-    )
+    halving = script.replay(journal, "successive_halving", ["search.pruner.min_resource=1", "test=false"])
     assert (halving["epochs"], halving["pruned"], halving["best"]) == (8, 2, 1.7)  # the third: pruned at epoch 1 too
 
 
@@ -146,8 +147,7 @@ def test_a_replay_shows_how_each_epoch_ranks_the_trials_against_their_final_valu
     """The replay's second table: after one epoch the three trials stand in the reverse of their
     final order (the best third); after the fourth, in it."""
     script = measure_pruning_script()
-    unpruned_search(tmp_path / "optuna.journal", script.STUDY)
-    ranking = script.early_ranking(tmp_path / "optuna.journal").set_index("epoch")
+    ranking = script.early_ranking(unpruned_search(tmp_path, script.STUDY)).set_index("epoch")
     assert ranking.index.tolist() == [1, 2, 3, 4]
     assert ranking.loc[1].tolist() == pytest.approx([-1.0, 3])  # rank correlation, the best trial's rank
     assert ranking.loc[4].tolist() == pytest.approx([1.0, 1])
